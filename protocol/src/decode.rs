@@ -1,0 +1,500 @@
+//! The decoder: one complete frame in, one [`Pdu`] (or the status to answer) out.
+//!
+//! Written with nom over the frame's octets. Every variable-length value is
+//! returned as a slice of the frame (`Bytes::slice_ref`), so decoding copies
+//! no message text. Each field knows the status the specification gives for
+//! it, and the first field found wrong decides the answer to the peer.
+
+use bytes::Bytes;
+use nom::{
+    bytes::complete::{take, take_till},
+    error::{ErrorKind, ParseError},
+    number::complete::{be_u16, be_u32, be_u8},
+    IResult, Parser,
+};
+
+use crate::{
+    command::CommandId,
+    error::PduError,
+    pdu::*,
+    status::CommandStatus,
+    tlv::Tlv,
+    types::{Address, COctetString, SmppTime},
+};
+
+/// Why a body did not parse: the status to answer with and the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BodyError {
+    status: CommandStatus,
+    field: &'static str,
+}
+
+impl BodyError {
+    fn new(status: CommandStatus, field: &'static str) -> Self {
+        BodyError { status, field }
+    }
+}
+
+impl<I> ParseError<I> for BodyError {
+    /// A nom primitive ran out of input: the body is shorter than its fields.
+    fn from_error_kind(_input: I, _kind: ErrorKind) -> Self {
+        BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length")
+    }
+
+    fn append(_input: I, _kind: ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+type Res<'a, T> = IResult<&'a [u8], T, BodyError>;
+
+fn fail<T>(status: CommandStatus, field: &'static str) -> Result<T, nom::Err<BodyError>> {
+    Err(nom::Err::Error(BodyError::new(status, field)))
+}
+
+/// Decodes one frame: the 16-octet header followed by the body, exactly
+/// `command_length` octets (as the [`crate::codec::SmppCodec`] delivers).
+pub fn decode_frame(frame: &Bytes) -> Result<Pdu, PduError> {
+    let header: Res<'_, (u32, u32, u32, u32)> = (be_u32, be_u32, be_u32, be_u32).parse(&frame[..]);
+    let Ok((body, (command_length, command_id, command_status, sequence_number))) = header else {
+        return Err(PduError::InvalidCommandLength {
+            command_length: 0,
+            frame_len: frame.len(),
+            sequence_number: 0,
+        });
+    };
+    if command_length as usize != frame.len() {
+        return Err(PduError::InvalidCommandLength {
+            command_length,
+            frame_len: frame.len(),
+            sequence_number,
+        });
+    }
+    let Some(id) = CommandId::from_u32(command_id) else {
+        return Err(PduError::UnknownCommandId {
+            command_id,
+            sequence_number,
+        });
+    };
+    let command_status = CommandStatus(command_status);
+    let body = if id.is_response() && !command_status.is_ok() && body.is_empty() {
+        // SMSCs leave out the body of a failed response (the specification
+        // even asks for that for submit_sm_resp and the bind responses).
+        Ok(Body::empty_response(id))
+    } else {
+        Fields { frame }.body(id, body)
+    };
+    match body {
+        Ok(body) => Ok(Pdu {
+            command_status,
+            sequence_number,
+            body,
+        }),
+        Err(BodyError { status, field }) => Err(PduError::InvalidBody {
+            command_id: id,
+            sequence_number,
+            status,
+            field,
+        }),
+    }
+}
+
+/// Field parsers that slice values out of `frame`.
+struct Fields<'f> {
+    frame: &'f Bytes,
+}
+
+impl<'f> Fields<'f> {
+    fn body(&self, id: CommandId, i: &'f [u8]) -> Result<Body, BodyError> {
+        let parsed = match id {
+            CommandId::GenericNack => self.empty(i, Body::GenericNack),
+            CommandId::Unbind => self.empty(i, Body::Unbind),
+            CommandId::UnbindResp => self.empty(i, Body::UnbindResp),
+            CommandId::EnquireLink => self.empty(i, Body::EnquireLink),
+            CommandId::EnquireLinkResp => self.empty(i, Body::EnquireLinkResp),
+            CommandId::ReplaceSmResp => self.empty(i, Body::ReplaceSmResp),
+            CommandId::CancelSmResp => self.empty(i, Body::CancelSmResp),
+            CommandId::BindReceiver => self.bind(i).map(|(r, b)| (r, Body::BindReceiver(b))),
+            CommandId::BindTransmitter => self.bind(i).map(|(r, b)| (r, Body::BindTransmitter(b))),
+            CommandId::BindTransceiver => self.bind(i).map(|(r, b)| (r, Body::BindTransceiver(b))),
+            CommandId::BindReceiverResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindReceiverResp(b))),
+            CommandId::BindTransmitterResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindTransmitterResp(b))),
+            CommandId::BindTransceiverResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindTransceiverResp(b))),
+            CommandId::Outbind => self.outbind(i).map(|(r, b)| (r, Body::Outbind(b))),
+            CommandId::SubmitSm => self.submit_sm(i).map(|(r, b)| (r, Body::SubmitSm(b))),
+            CommandId::DeliverSm => self.submit_sm(i).map(|(r, b)| (r, Body::DeliverSm(b))),
+            CommandId::SubmitSmResp => self.message_id_resp(i).map(|(r, b)| (r, Body::SubmitSmResp(b))),
+            CommandId::DeliverSmResp => self.message_id_resp(i).map(|(r, b)| (r, Body::DeliverSmResp(b))),
+            CommandId::SubmitMulti => self.submit_multi(i).map(|(r, b)| (r, Body::SubmitMulti(b))),
+            CommandId::SubmitMultiResp => self.submit_multi_resp(i).map(|(r, b)| (r, Body::SubmitMultiResp(b))),
+            CommandId::DataSm => self.data_sm(i).map(|(r, b)| (r, Body::DataSm(b))),
+            CommandId::DataSmResp => self.data_sm_resp(i).map(|(r, b)| (r, Body::DataSmResp(b))),
+            CommandId::QuerySm => self.query_sm(i).map(|(r, b)| (r, Body::QuerySm(b))),
+            CommandId::QuerySmResp => self.query_sm_resp(i).map(|(r, b)| (r, Body::QuerySmResp(b))),
+            CommandId::CancelSm => self.cancel_sm(i).map(|(r, b)| (r, Body::CancelSm(b))),
+            CommandId::ReplaceSm => self.replace_sm(i).map(|(r, b)| (r, Body::ReplaceSm(b))),
+            CommandId::AlertNotification => self.alert_notification(i).map(|(r, b)| (r, Body::AlertNotification(b))),
+        };
+        match parsed {
+            // Every body parser consumes the TLVs to the end, or checks it is
+            // at the end; octets left over mean command_length lied.
+            Ok(([], body)) => Ok(body),
+            Ok(_) => Err(BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length")),
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
+            Err(nom::Err::Incomplete(_)) => Err(BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length")),
+        }
+    }
+
+    fn empty(&self, i: &'f [u8], body: Body) -> Res<'f, Body> {
+        Ok((i, body))
+    }
+
+    fn int8(i: &'f [u8], field: &'static str) -> Res<'f, u8> {
+        be_u8(i).map_err(|e: nom::Err<BodyError>| e.map(|_| BodyError::new(CommandStatus::ESME_RINVCMDLEN, field)))
+    }
+
+    /// A C-Octet String of at most `MAX` octets with its NUL. No NUL within
+    /// `MAX` octets (an over-long value, or one whose NUL is missing) gives the
+    /// field's own status.
+    fn cstr<const MAX: usize>(
+        &self,
+        i: &'f [u8],
+        status: CommandStatus,
+        field: &'static str,
+    ) -> Res<'f, COctetString<MAX>> {
+        let (rest, value) = take_till(|b| b == 0).parse(i)?;
+        if value.len() >= MAX || rest.is_empty() {
+            return fail(status, field);
+        }
+        Ok((&rest[1..], COctetString::from_checked(self.frame.slice_ref(value))))
+    }
+
+    fn time(&self, i: &'f [u8], status: CommandStatus, field: &'static str) -> Res<'f, SmppTime> {
+        let (rest, value) = self.cstr::<17>(i, status, field)?;
+        if !SmppTime::is_well_formed(value.as_bytes()) {
+            return fail(status, field);
+        }
+        Ok((rest, SmppTime::from_checked(value.bytes().clone())))
+    }
+
+    fn source<const MAX: usize>(&self, i: &'f [u8]) -> Res<'f, Address<MAX>> {
+        let (i, ton) = Self::int8(i, "source_addr_ton")?;
+        let (i, npi) = Self::int8(i, "source_addr_npi")?;
+        let (i, addr) = self.cstr::<MAX>(i, CommandStatus::ESME_RINVSRCADR, "source_addr")?;
+        Ok((i, Address { ton, npi, addr }))
+    }
+
+    fn dest<const MAX: usize>(&self, i: &'f [u8]) -> Res<'f, Address<MAX>> {
+        let (i, ton) = Self::int8(i, "dest_addr_ton")?;
+        let (i, npi) = Self::int8(i, "dest_addr_npi")?;
+        let (i, addr) = self.cstr::<MAX>(i, CommandStatus::ESME_RINVDSTADR, "destination_addr")?;
+        Ok((i, Address { ton, npi, addr }))
+    }
+
+    fn message_id(&self, i: &'f [u8]) -> Res<'f, crate::types::MessageId> {
+        self.cstr(i, CommandStatus::ESME_RINVMSGID, "message_id")
+    }
+
+    fn service_type(&self, i: &'f [u8]) -> Res<'f, crate::types::ServiceType> {
+        self.cstr(i, CommandStatus::ESME_RINVSERTYP, "service_type")
+    }
+
+    /// sm_length then that many octets.
+    fn short_message(&self, i: &'f [u8]) -> Res<'f, Bytes> {
+        let (i, sm_length) = Self::int8(i, "sm_length")?;
+        if sm_length > 254 {
+            return fail(CommandStatus::ESME_RINVMSGLEN, "sm_length");
+        }
+        let (i, sm) = take(sm_length)
+            .parse(i)
+            .map_err(|e: nom::Err<BodyError>| e.map(|_| BodyError::new(CommandStatus::ESME_RINVMSGLEN, "sm_length")))?;
+        Ok((i, self.frame.slice_ref(sm)))
+    }
+
+    /// TLVs to the end of the body.
+    fn tlvs(&self, mut i: &'f [u8]) -> Res<'f, Vec<Tlv>> {
+        let mut tlvs = Vec::new();
+        while !i.is_empty() {
+            let stream_error = |e: nom::Err<BodyError>| {
+                e.map(|_| BodyError::new(CommandStatus::ESME_RINVOPTPARSTREAM, "optional parameters"))
+            };
+            let (rest, (tag, len)) = (be_u16, be_u16).parse(i).map_err(stream_error)?;
+            let (rest, value) = take(len).parse(rest).map_err(stream_error)?;
+            let tlv = Tlv::from_value(self.frame, tag, value)
+                .map_err(|e| nom::Err::Error(BodyError::new(e.status, e.field)))?;
+            tlvs.push(tlv);
+            i = rest;
+        }
+        Ok((i, tlvs))
+    }
+
+    fn bind(&self, i: &'f [u8]) -> Res<'f, Bind> {
+        let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
+        let (i, password) = self.cstr(i, CommandStatus::ESME_RINVPASWD, "password")?;
+        let (i, system_type) = self.cstr(i, CommandStatus::ESME_RINVSYSTYP, "system_type")?;
+        let (i, interface_version) = Self::int8(i, "interface_version")?;
+        let (i, addr_ton) = Self::int8(i, "addr_ton")?;
+        let (i, addr_npi) = Self::int8(i, "addr_npi")?;
+        let (i, address_range) = self.cstr(i, CommandStatus::ESME_RINVPARLEN, "address_range")?;
+        Ok((
+            i,
+            Bind {
+                system_id,
+                password,
+                system_type,
+                interface_version,
+                addr_ton,
+                addr_npi,
+                address_range,
+            },
+        ))
+    }
+
+    fn bind_resp(&self, i: &'f [u8]) -> Res<'f, BindResp> {
+        let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
+        let (i, tlvs) = self.tlvs(i)?;
+        Ok((i, BindResp { system_id, tlvs }))
+    }
+
+    fn outbind(&self, i: &'f [u8]) -> Res<'f, Outbind> {
+        let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
+        let (i, password) = self.cstr(i, CommandStatus::ESME_RINVPASWD, "password")?;
+        Ok((i, Outbind { system_id, password }))
+    }
+
+    fn submit_sm(&self, i: &'f [u8]) -> Res<'f, SubmitSm> {
+        let (i, service_type) = self.service_type(i)?;
+        let (i, source) = self.source(i)?;
+        let (i, dest) = self.dest(i)?;
+        let (i, esm_class) = Self::int8(i, "esm_class")?;
+        let (i, protocol_id) = Self::int8(i, "protocol_id")?;
+        let (i, priority_flag) = Self::int8(i, "priority_flag")?;
+        let (i, schedule_delivery_time) = self.time(i, CommandStatus::ESME_RINVSCHED, "schedule_delivery_time")?;
+        let (i, validity_period) = self.time(i, CommandStatus::ESME_RINVEXPIRY, "validity_period")?;
+        let (i, registered_delivery) = Self::int8(i, "registered_delivery")?;
+        let (i, replace_if_present_flag) = Self::int8(i, "replace_if_present_flag")?;
+        let (i, data_coding) = Self::int8(i, "data_coding")?;
+        let (i, sm_default_msg_id) = Self::int8(i, "sm_default_msg_id")?;
+        let (i, short_message) = self.short_message(i)?;
+        let (i, tlvs) = self.tlvs(i)?;
+        check_one_message(&short_message, &tlvs)?;
+        Ok((
+            i,
+            SubmitSm {
+                service_type,
+                source,
+                dest,
+                esm_class,
+                protocol_id,
+                priority_flag,
+                schedule_delivery_time,
+                validity_period,
+                registered_delivery,
+                replace_if_present_flag,
+                data_coding,
+                sm_default_msg_id,
+                short_message,
+                tlvs,
+            },
+        ))
+    }
+
+    fn message_id_resp(&self, i: &'f [u8]) -> Res<'f, SubmitSmResp> {
+        let (i, message_id) = self.message_id(i)?;
+        Ok((i, SubmitSmResp { message_id }))
+    }
+
+    fn submit_multi(&self, i: &'f [u8]) -> Res<'f, SubmitMulti> {
+        let (i, service_type) = self.service_type(i)?;
+        let (i, source) = self.source(i)?;
+        let (mut i, number_of_dests) = Self::int8(i, "number_of_dests")?;
+        if number_of_dests == 0 || number_of_dests > 254 {
+            return fail(CommandStatus::ESME_RINVNUMDESTS, "number_of_dests");
+        }
+        let mut dest_addresses = Vec::with_capacity(number_of_dests as usize);
+        for _ in 0..number_of_dests {
+            let (rest, dest_flag) = Self::int8(i, "dest_flag")?;
+            let (rest, dest) = match dest_flag {
+                1 => {
+                    let (rest, a) = self.dest(rest)?;
+                    (rest, DestAddress::SmeAddress(a))
+                }
+                2 => {
+                    let (rest, name) = self.cstr(rest, CommandStatus::ESME_RINVDLNAME, "dl_name")?;
+                    (rest, DestAddress::DistributionList(name))
+                }
+                _ => return fail(CommandStatus::ESME_RINVDESTFLAG, "dest_flag"),
+            };
+            dest_addresses.push(dest);
+            i = rest;
+        }
+        let (i, esm_class) = Self::int8(i, "esm_class")?;
+        let (i, protocol_id) = Self::int8(i, "protocol_id")?;
+        let (i, priority_flag) = Self::int8(i, "priority_flag")?;
+        let (i, schedule_delivery_time) = self.time(i, CommandStatus::ESME_RINVSCHED, "schedule_delivery_time")?;
+        let (i, validity_period) = self.time(i, CommandStatus::ESME_RINVEXPIRY, "validity_period")?;
+        let (i, registered_delivery) = Self::int8(i, "registered_delivery")?;
+        let (i, replace_if_present_flag) = Self::int8(i, "replace_if_present_flag")?;
+        let (i, data_coding) = Self::int8(i, "data_coding")?;
+        let (i, sm_default_msg_id) = Self::int8(i, "sm_default_msg_id")?;
+        let (i, short_message) = self.short_message(i)?;
+        let (i, tlvs) = self.tlvs(i)?;
+        check_one_message(&short_message, &tlvs)?;
+        Ok((
+            i,
+            SubmitMulti {
+                service_type,
+                source,
+                dest_addresses,
+                esm_class,
+                protocol_id,
+                priority_flag,
+                schedule_delivery_time,
+                validity_period,
+                registered_delivery,
+                replace_if_present_flag,
+                data_coding,
+                sm_default_msg_id,
+                short_message,
+                tlvs,
+            },
+        ))
+    }
+
+    fn submit_multi_resp(&self, i: &'f [u8]) -> Res<'f, SubmitMultiResp> {
+        let (i, message_id) = self.message_id(i)?;
+        let (mut i, no_unsuccess) = Self::int8(i, "no_unsuccess")?;
+        let mut unsuccess_smes = Vec::with_capacity(no_unsuccess as usize);
+        for _ in 0..no_unsuccess {
+            let (rest, address) = self.dest(i)?;
+            let (rest, code) = be_u32(rest).map_err(|e: nom::Err<BodyError>| {
+                e.map(|_| BodyError::new(CommandStatus::ESME_RINVCMDLEN, "error_status_code"))
+            })?;
+            unsuccess_smes.push(UnsuccessSme {
+                address,
+                error_status_code: CommandStatus(code),
+            });
+            i = rest;
+        }
+        Ok((
+            i,
+            SubmitMultiResp {
+                message_id,
+                unsuccess_smes,
+            },
+        ))
+    }
+
+    fn data_sm(&self, i: &'f [u8]) -> Res<'f, DataSm> {
+        let (i, service_type) = self.service_type(i)?;
+        let (i, source) = self.source(i)?;
+        let (i, dest) = self.dest(i)?;
+        let (i, esm_class) = Self::int8(i, "esm_class")?;
+        let (i, registered_delivery) = Self::int8(i, "registered_delivery")?;
+        let (i, data_coding) = Self::int8(i, "data_coding")?;
+        let (i, tlvs) = self.tlvs(i)?;
+        Ok((
+            i,
+            DataSm {
+                service_type,
+                source,
+                dest,
+                esm_class,
+                registered_delivery,
+                data_coding,
+                tlvs,
+            },
+        ))
+    }
+
+    fn data_sm_resp(&self, i: &'f [u8]) -> Res<'f, DataSmResp> {
+        let (i, message_id) = self.message_id(i)?;
+        let (i, tlvs) = self.tlvs(i)?;
+        Ok((i, DataSmResp { message_id, tlvs }))
+    }
+
+    fn query_sm(&self, i: &'f [u8]) -> Res<'f, QuerySm> {
+        let (i, message_id) = self.message_id(i)?;
+        let (i, source) = self.source(i)?;
+        Ok((i, QuerySm { message_id, source }))
+    }
+
+    fn query_sm_resp(&self, i: &'f [u8]) -> Res<'f, QuerySmResp> {
+        let (i, message_id) = self.message_id(i)?;
+        let (i, final_date) = self.time(i, CommandStatus::ESME_RINVCMDLEN, "final_date")?;
+        let (i, message_state) = Self::int8(i, "message_state")?;
+        let (i, error_code) = Self::int8(i, "error_code")?;
+        Ok((
+            i,
+            QuerySmResp {
+                message_id,
+                final_date,
+                message_state,
+                error_code,
+            },
+        ))
+    }
+
+    fn cancel_sm(&self, i: &'f [u8]) -> Res<'f, CancelSm> {
+        let (i, service_type) = self.service_type(i)?;
+        let (i, message_id) = self.message_id(i)?;
+        let (i, source) = self.source(i)?;
+        let (i, dest) = self.dest(i)?;
+        Ok((
+            i,
+            CancelSm {
+                service_type,
+                message_id,
+                source,
+                dest,
+            },
+        ))
+    }
+
+    fn replace_sm(&self, i: &'f [u8]) -> Res<'f, ReplaceSm> {
+        let (i, message_id) = self.message_id(i)?;
+        let (i, source) = self.source(i)?;
+        let (i, schedule_delivery_time) = self.time(i, CommandStatus::ESME_RINVSCHED, "schedule_delivery_time")?;
+        let (i, validity_period) = self.time(i, CommandStatus::ESME_RINVEXPIRY, "validity_period")?;
+        let (i, registered_delivery) = Self::int8(i, "registered_delivery")?;
+        let (i, sm_default_msg_id) = Self::int8(i, "sm_default_msg_id")?;
+        let (i, short_message) = self.short_message(i)?;
+        Ok((
+            i,
+            ReplaceSm {
+                message_id,
+                source,
+                schedule_delivery_time,
+                validity_period,
+                registered_delivery,
+                sm_default_msg_id,
+                short_message,
+            },
+        ))
+    }
+
+    fn alert_notification(&self, i: &'f [u8]) -> Res<'f, AlertNotification> {
+        let (i, source) = self.source(i)?;
+        let (i, ton) = Self::int8(i, "esme_addr_ton")?;
+        let (i, npi) = Self::int8(i, "esme_addr_npi")?;
+        let (i, addr) = self.cstr::<65>(i, CommandStatus::ESME_RINVDSTADR, "esme_addr")?;
+        let (i, tlvs) = self.tlvs(i)?;
+        Ok((
+            i,
+            AlertNotification {
+                source,
+                esme: Address { ton, npi, addr },
+                tlvs,
+            },
+        ))
+    }
+}
+
+/// short_message and message_payload must not both carry the message
+/// (section 4.4.1): sm_length must then be zero.
+fn check_one_message(short_message: &Bytes, tlvs: &[Tlv]) -> Result<(), nom::Err<BodyError>> {
+    if !short_message.is_empty() && tlvs.iter().any(|t| matches!(t, Tlv::MessagePayload(_))) {
+        return fail(CommandStatus::ESME_RINVMSGLEN, "sm_length");
+    }
+    Ok(())
+}

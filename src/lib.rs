@@ -1,0 +1,8 @@
+//! SMSMax: a native SMPP 3.4 gateway.
+//!
+//! The wire format lives in the `smsmax-protocol` crate; this crate is the gateway built on it.
+
+pub use smsmax_protocol as protocol;
+
+/// The version of this build, as printed by `smsmax --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,5 @@
+//! The `smsmax` command line.
+
+fn main() {
+    println!("smsmax {}", smsmax::VERSION);
+}
