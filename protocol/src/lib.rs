@@ -10,11 +10,13 @@
 
 pub mod codec;
 pub mod command;
+pub mod concat;
 mod decode;
 mod encode;
 pub mod error;
 pub mod pdu;
 pub mod status;
+pub mod text;
 pub mod tlv;
 pub mod types;
 
