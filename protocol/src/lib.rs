@@ -15,6 +15,7 @@ mod decode;
 mod encode;
 pub mod error;
 pub mod pdu;
+pub mod receipt;
 pub mod status;
 pub mod text;
 pub mod tlv;
