@@ -145,9 +145,7 @@ pub fn split(
         return Ok(vec![Part::plain(encoded)]);
     }
     let segments = encode_segments(text, encoding, method.units_per_part(encoding))?;
-    let total = u8::try_from(segments.len()).map_err(|_| ConcatError::TooManyParts {
-        parts: segments.len(),
-    })?;
+    let total = u8::try_from(segments.len()).map_err(|_| ConcatError::TooManyParts { parts: segments.len() })?;
     let mut parts = Vec::with_capacity(segments.len());
     for (seqnum, segment) in (1..=total).zip(segments) {
         let info = ConcatInfo {
@@ -197,24 +195,9 @@ impl ConcatInfo {
     fn udh(self, sixteen_bit: bool) -> Vec<u8> {
         let [ref_high, ref_low] = self.reference.to_be_bytes();
         if sixteen_bit {
-            vec![
-                0x06,
-                IEI_CONCAT_16BIT,
-                0x04,
-                ref_high,
-                ref_low,
-                self.total,
-                self.seqnum,
-            ]
+            vec![0x06, IEI_CONCAT_16BIT, 0x04, ref_high, ref_low, self.total, self.seqnum]
         } else {
-            vec![
-                0x05,
-                IEI_CONCAT_8BIT,
-                0x03,
-                ref_low,
-                self.total,
-                self.seqnum,
-            ]
+            vec![0x05, IEI_CONCAT_8BIT, 0x03, ref_low, self.total, self.seqnum]
         }
     }
 }
@@ -265,12 +248,8 @@ impl<'a> Udh<'a> {
     pub fn concat(&self) -> Option<ConcatInfo> {
         self.elements.iter().find_map(|ie| {
             let (reference, total, seqnum) = match (ie.iei, ie.data) {
-                (IEI_CONCAT_8BIT, &[reference, total, seqnum]) => {
-                    (u16::from(reference), total, seqnum)
-                }
-                (IEI_CONCAT_16BIT, &[high, low, total, seqnum]) => {
-                    (u16::from_be_bytes([high, low]), total, seqnum)
-                }
+                (IEI_CONCAT_8BIT, &[reference, total, seqnum]) => (u16::from(reference), total, seqnum),
+                (IEI_CONCAT_16BIT, &[high, low, total, seqnum]) => (u16::from_be_bytes([high, low]), total, seqnum),
                 _ => return None,
             };
             (total != 0 && seqnum != 0 && seqnum <= total).then_some(ConcatInfo {
@@ -328,15 +307,9 @@ pub fn parse_udh(short_message: &[u8]) -> Result<(Udh<'_>, &[u8]), UdhError> {
     let mut elements = Vec::new();
     let mut offset = 1;
     while let Some((&iei, after_iei)) = header.split_first() {
-        let (&length, after_len) = after_iei
-            .split_first()
-            .ok_or(UdhError::TruncatedElement { offset })?;
+        let (&length, after_len) = after_iei.split_first().ok_or(UdhError::TruncatedElement { offset })?;
         if usize::from(length) > after_len.len() {
-            return Err(UdhError::ElementPastEnd {
-                offset,
-                iei,
-                length,
-            });
+            return Err(UdhError::ElementPastEnd { offset, iei, length });
         }
         let (data, next) = after_len.split_at(usize::from(length));
         elements.push(InformationElement { iei, data });
@@ -519,12 +492,7 @@ impl<K: Hash + Eq + Clone> Reassembly<K> {
     }
 
     /// Offers one part. `payload` is the text after any UDH.
-    pub fn accept(
-        &mut self,
-        key: K,
-        info: ConcatInfo,
-        payload: Bytes,
-    ) -> Result<Accepted<K>, ReassemblyError> {
+    pub fn accept(&mut self, key: K, info: ConcatInfo, payload: Bytes) -> Result<Accepted<K>, ReassemblyError> {
         let ConcatInfo {
             reference,
             total,
@@ -583,11 +551,7 @@ impl<K: Hash + Eq + Clone> Reassembly<K> {
             self.by_age.remove(&done.stamp);
             let (key, reference) = map_key;
             let parts = done.parts.into_iter().flatten().collect();
-            return Ok(Accepted::Complete(CompleteMessage {
-                key,
-                reference,
-                parts,
-            }));
+            return Ok(Accepted::Complete(CompleteMessage { key, reference, parts }));
         }
 
         let evicted = if self.pending.len() >= self.max_messages {
@@ -665,12 +629,7 @@ mod tests {
 
     /// Splits, checks part sizes, reassembles in reverse order with a
     /// duplicate, and decodes.
-    fn round_trip(
-        text: &str,
-        encoding: TextEncoding,
-        method: ConcatMethod,
-        reference: u16,
-    ) -> String {
+    fn round_trip(text: &str, encoding: TextEncoding, method: ConcatMethod, reference: u16) -> String {
         let parts = split(text, encoding, method, reference).expect("split");
         for part in &parts {
             let limit = if method == ConcatMethod::MessagePayload {
@@ -678,15 +637,8 @@ mod tests {
             } else {
                 254
             };
-            assert!(
-                part.short_message.len() <= limit,
-                "{} octets",
-                part.short_message.len()
-            );
-            assert!(
-                part.udhi == matches!(method, ConcatMethod::Udh8 | ConcatMethod::Udh16)
-                    || parts.len() == 1
-            );
+            assert!(part.short_message.len() <= limit, "{} octets", part.short_message.len());
+            assert!(part.udhi == matches!(method, ConcatMethod::Udh8 | ConcatMethod::Udh16) || parts.len() == 1);
         }
         let mut reassembly = Reassembly::new(2).with_max_part_octets(MAX_MESSAGE_PAYLOAD);
         let mut complete = None;
@@ -727,15 +679,9 @@ mod tests {
         let text = "a".repeat(161);
         let parts = split(&text, TextEncoding::Gsm7, ConcatMethod::Udh8, 0x1234).unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!(
-            &parts[0].short_message[..6],
-            &[0x05, 0x00, 0x03, 0x34, 0x02, 0x01]
-        );
+        assert_eq!(&parts[0].short_message[..6], &[0x05, 0x00, 0x03, 0x34, 0x02, 0x01]);
         assert_eq!(parts[0].short_message.len(), 6 + 153);
-        assert_eq!(
-            &parts[1].short_message[..6],
-            &[0x05, 0x00, 0x03, 0x34, 0x02, 0x02]
-        );
+        assert_eq!(&parts[1].short_message[..6], &[0x05, 0x00, 0x03, 0x34, 0x02, 0x02]);
         assert_eq!(parts[1].short_message.len(), 6 + 8);
         assert!(parts.iter().all(|p| p.udhi && p.sar.is_none()));
     }
@@ -754,25 +700,13 @@ mod tests {
         let gsm = split(&"x".repeat(305), TextEncoding::Gsm7, ConcatMethod::Udh16, 1).unwrap();
         assert_eq!(gsm.len(), 3, "152 septets per part");
         assert_eq!(gsm[0].short_message.len(), 7 + 152);
-        let octets = split(
-            &"x".repeat(141),
-            TextEncoding::Latin1,
-            ConcatMethod::Udh16,
-            1,
-        )
-        .unwrap();
+        let octets = split(&"x".repeat(141), TextEncoding::Latin1, ConcatMethod::Udh16, 1).unwrap();
         assert_eq!(octets[0].short_message.len(), 7 + 133);
     }
 
     #[test]
     fn sar_parts() {
-        let parts = split(
-            &"b".repeat(400),
-            TextEncoding::Gsm7,
-            ConcatMethod::Sar,
-            0xBEEF,
-        )
-        .unwrap();
+        let parts = split(&"b".repeat(400), TextEncoding::Gsm7, ConcatMethod::Sar, 0xBEEF).unwrap();
         assert_eq!(parts.len(), 3);
         for (i, part) in parts.iter().enumerate() {
             assert!(!part.udhi);
@@ -790,23 +724,11 @@ mod tests {
 
     #[test]
     fn message_payload_is_one_part() {
-        let parts = split(
-            &"c".repeat(1000),
-            TextEncoding::Gsm7,
-            ConcatMethod::MessagePayload,
-            1,
-        )
-        .unwrap();
+        let parts = split(&"c".repeat(1000), TextEncoding::Gsm7, ConcatMethod::MessagePayload, 1).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].short_message.len(), 1000);
         assert!(!parts[0].udhi && parts[0].sar.is_none());
-        let err = split(
-            &"c".repeat(70_000),
-            TextEncoding::Gsm7,
-            ConcatMethod::MessagePayload,
-            1,
-        )
-        .unwrap_err();
+        let err = split(&"c".repeat(70_000), TextEncoding::Gsm7, ConcatMethod::MessagePayload, 1).unwrap_err();
         assert_eq!(err, ConcatError::PayloadTooLong { len: 70_000 });
     }
 
@@ -826,23 +748,12 @@ mod tests {
     #[test]
     fn too_many_parts() {
         assert_eq!(
-            split(
-                &"a".repeat(255 * 153),
-                TextEncoding::Gsm7,
-                ConcatMethod::Udh8,
-                1
-            )
-            .unwrap()
-            .len(),
+            split(&"a".repeat(255 * 153), TextEncoding::Gsm7, ConcatMethod::Udh8, 1)
+                .unwrap()
+                .len(),
             255
         );
-        let err = split(
-            &"a".repeat(255 * 153 + 1),
-            TextEncoding::Gsm7,
-            ConcatMethod::Udh8,
-            1,
-        )
-        .unwrap_err();
+        let err = split(&"a".repeat(255 * 153 + 1), TextEncoding::Gsm7, ConcatMethod::Udh8, 1).unwrap_err();
         assert_eq!(err, ConcatError::TooManyParts { parts: 256 });
         assert!(err.to_string().contains("256"));
     }
@@ -860,8 +771,7 @@ mod tests {
     fn parse_udh_elements_and_concat() {
         // A port-addressing IE (0x05) before a 16-bit concat IE.
         let sm = [
-            0x0C, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x08, 0x04, 0xAB, 0xCD, 0x03, 0x02, b'h',
-            b'i',
+            0x0C, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x08, 0x04, 0xAB, 0xCD, 0x03, 0x02, b'h', b'i',
         ];
         let (udh, payload) = parse_udh(&sm).unwrap();
         assert_eq!(payload, b"hi");
@@ -911,9 +821,7 @@ mod tests {
             assert_eq!(parse_udh(sm).unwrap().0.concat(), None, "{sm:02X?}");
         }
         // A bad one followed by a good one: the good one is used.
-        let sm = [
-            0x0A, 0x00, 0x03, 0x01, 0x02, 0x09, 0x00, 0x03, 0x02, 0x02, 0x01,
-        ];
+        let sm = [0x0A, 0x00, 0x03, 0x01, 0x02, 0x09, 0x00, 0x03, 0x02, 0x02, 0x01];
         assert_eq!(
             parse_udh(&sm).unwrap().0.concat(),
             Some(ConcatInfo {
@@ -929,10 +837,7 @@ mod tests {
         assert_eq!(parse_udh(&[]), Err(UdhError::Empty));
         assert_eq!(
             parse_udh(&[0x05, 0x00, 0x03]),
-            Err(UdhError::UdhlPastEnd {
-                udhl: 5,
-                available: 2
-            })
+            Err(UdhError::UdhlPastEnd { udhl: 5, available: 2 })
         );
         assert_eq!(
             parse_udh(&[0x01, 0x00, 0x41]),
@@ -993,9 +898,7 @@ mod tests {
             r.accept(key, info(6, 2, 1), Bytes::from_static(b"Z")),
             Ok(Accepted::Incomplete { .. })
         ));
-        let Ok(Accepted::Complete(message)) =
-            r.accept(key, info(5, 3, 2), Bytes::from_static(b"B"))
-        else {
+        let Ok(Accepted::Complete(message)) = r.accept(key, info(5, 3, 2), Bytes::from_static(b"B")) else {
             panic!("should complete");
         };
         assert_eq!(message.key, key);
@@ -1031,17 +934,11 @@ mod tests {
         );
         assert_eq!(
             r.accept(1, info(1, 2, 0), Bytes::new()),
-            Err(ReassemblyError::SeqnumOutOfRange {
-                seqnum: 0,
-                total: 2
-            })
+            Err(ReassemblyError::SeqnumOutOfRange { seqnum: 0, total: 2 })
         );
         assert_eq!(
             r.accept(1, info(1, 2, 3), Bytes::new()),
-            Err(ReassemblyError::SeqnumOutOfRange {
-                seqnum: 3,
-                total: 2
-            })
+            Err(ReassemblyError::SeqnumOutOfRange { seqnum: 3, total: 2 })
         );
         assert_eq!(
             r.accept(1, info(1, 2, 1), Bytes::from_static(b"12345")),
@@ -1066,12 +963,9 @@ mod tests {
     #[test]
     fn reassembly_evicts_oldest() {
         let mut r = Reassembly::new(2);
-        r.accept("a", info(1, 2, 1), Bytes::from_static(b"a"))
-            .unwrap();
-        r.accept("b", info(1, 3, 1), Bytes::from_static(b"b"))
-            .unwrap();
-        r.accept("b", info(1, 3, 2), Bytes::from_static(b"b"))
-            .unwrap();
+        r.accept("a", info(1, 2, 1), Bytes::from_static(b"a")).unwrap();
+        r.accept("b", info(1, 3, 1), Bytes::from_static(b"b")).unwrap();
+        r.accept("b", info(1, 3, 2), Bytes::from_static(b"b")).unwrap();
         assert_eq!(
             r.accept("c", info(1, 2, 1), Bytes::from_static(b"c")),
             Ok(Accepted::Incomplete {
@@ -1086,10 +980,7 @@ mod tests {
             })
         );
         assert_eq!(r.pending_messages(), 2);
-        let Ok(Accepted::Incomplete {
-            evicted: Some(e), ..
-        }) = r.accept("d", info(1, 2, 1), Bytes::new())
-        else {
+        let Ok(Accepted::Incomplete { evicted: Some(e), .. }) = r.accept("d", info(1, 2, 1), Bytes::new()) else {
             panic!("evicts");
         };
         assert_eq!(e.key, "b");
@@ -1103,14 +994,8 @@ mod tests {
         let long_gsm = "The quick brown fox {jumps} over [the] lazy dog €~|^\\ ".repeat(12);
         let long_uni = "Привет, мир! 😀 你好 ".repeat(20);
         for method in ALL_METHODS {
-            assert_eq!(
-                round_trip(&long_gsm, TextEncoding::Gsm7, method, 300),
-                long_gsm
-            );
-            assert_eq!(
-                round_trip(&long_uni, TextEncoding::Ucs2, method, 300),
-                long_uni
-            );
+            assert_eq!(round_trip(&long_gsm, TextEncoding::Gsm7, method, 300), long_gsm);
+            assert_eq!(round_trip(&long_uni, TextEncoding::Ucs2, method, 300), long_uni);
             assert_eq!(
                 round_trip(&"é".repeat(500), TextEncoding::Latin1, method, 1),
                 "é".repeat(500)
@@ -1125,8 +1010,7 @@ mod tests {
 
     fn gsm_text() -> impl Strategy<Value = String> {
         let alphabet: Vec<char> = gsm7::alphabet().collect();
-        prop::collection::vec(prop::sample::select(alphabet), 0..700)
-            .prop_map(|chars| chars.into_iter().collect())
+        prop::collection::vec(prop::sample::select(alphabet), 0..700).prop_map(|chars| chars.into_iter().collect())
     }
 
     fn method() -> impl Strategy<Value = ConcatMethod> {

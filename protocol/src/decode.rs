@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use nom::{
-    bytes::complete::{take, take_till},
+    bytes::complete::take,
     error::{ErrorKind, ParseError},
     number::complete::{be_u16, be_u32, be_u8},
     IResult, Parser,
@@ -55,14 +55,16 @@ fn fail<T>(status: CommandStatus, field: &'static str) -> Result<T, nom::Err<Bod
 /// Decodes one frame: the 16-octet header followed by the body, exactly
 /// `command_length` octets (as the [`crate::codec::SmppCodec`] delivers).
 pub fn decode_frame(frame: &Bytes) -> Result<Pdu, PduError> {
-    let header: Res<'_, (u32, u32, u32, u32)> = (be_u32, be_u32, be_u32, be_u32).parse(&frame[..]);
-    let Ok((body, (command_length, command_id, command_status, sequence_number))) = header else {
+    let Some(header) = frame.first_chunk::<HEADER_LEN>() else {
         return Err(PduError::InvalidCommandLength {
             command_length: 0,
             frame_len: frame.len(),
             sequence_number: 0,
         });
     };
+    let word = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let (command_length, command_id, command_status, sequence_number) = (word(0), word(4), word(8), word(12));
+    let body = &frame[HEADER_LEN..];
     if command_length as usize != frame.len() {
         return Err(PduError::InvalidCommandLength {
             command_length,
@@ -77,26 +79,16 @@ pub fn decode_frame(frame: &Bytes) -> Result<Pdu, PduError> {
         });
     };
     let command_status = CommandStatus(command_status);
-    let body = if id.is_response() && !command_status.is_ok() && body.is_empty() {
+    if id.is_response() && !command_status.is_ok() && body.is_empty() {
         // SMSCs leave out the body of a failed response (the specification
         // even asks for that for submit_sm_resp and the bind responses).
-        Ok(Body::empty_response(id))
-    } else {
-        Fields { frame }.body(id, body)
-    };
-    match body {
-        Ok(body) => Ok(Pdu {
+        return Ok(Pdu {
             command_status,
             sequence_number,
-            body,
-        }),
-        Err(BodyError { status, field }) => Err(PduError::InvalidBody {
-            command_id: id,
-            sequence_number,
-            status,
-            field,
-        }),
+            body: Body::empty_response(id),
+        });
     }
+    Fields { frame }.pdu(id, command_status, sequence_number, body)
 }
 
 /// Field parsers that slice values out of `frame`.
@@ -105,50 +97,79 @@ struct Fields<'f> {
 }
 
 impl<'f> Fields<'f> {
-    fn body(&self, id: CommandId, i: &'f [u8]) -> Result<Body, BodyError> {
-        let parsed = match id {
-            CommandId::GenericNack => self.empty(i, Body::GenericNack),
-            CommandId::Unbind => self.empty(i, Body::Unbind),
-            CommandId::UnbindResp => self.empty(i, Body::UnbindResp),
-            CommandId::EnquireLink => self.empty(i, Body::EnquireLink),
-            CommandId::EnquireLinkResp => self.empty(i, Body::EnquireLinkResp),
-            CommandId::ReplaceSmResp => self.empty(i, Body::ReplaceSmResp),
-            CommandId::CancelSmResp => self.empty(i, Body::CancelSmResp),
-            CommandId::BindReceiver => self.bind(i).map(|(r, b)| (r, Body::BindReceiver(b))),
-            CommandId::BindTransmitter => self.bind(i).map(|(r, b)| (r, Body::BindTransmitter(b))),
-            CommandId::BindTransceiver => self.bind(i).map(|(r, b)| (r, Body::BindTransceiver(b))),
-            CommandId::BindReceiverResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindReceiverResp(b))),
-            CommandId::BindTransmitterResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindTransmitterResp(b))),
-            CommandId::BindTransceiverResp => self.bind_resp(i).map(|(r, b)| (r, Body::BindTransceiverResp(b))),
-            CommandId::Outbind => self.outbind(i).map(|(r, b)| (r, Body::Outbind(b))),
-            CommandId::SubmitSm => self.submit_sm(i).map(|(r, b)| (r, Body::SubmitSm(b))),
-            CommandId::DeliverSm => self.submit_sm(i).map(|(r, b)| (r, Body::DeliverSm(b))),
-            CommandId::SubmitSmResp => self.message_id_resp(i).map(|(r, b)| (r, Body::SubmitSmResp(b))),
-            CommandId::DeliverSmResp => self.message_id_resp(i).map(|(r, b)| (r, Body::DeliverSmResp(b))),
-            CommandId::SubmitMulti => self.submit_multi(i).map(|(r, b)| (r, Body::SubmitMulti(b))),
-            CommandId::SubmitMultiResp => self.submit_multi_resp(i).map(|(r, b)| (r, Body::SubmitMultiResp(b))),
-            CommandId::DataSm => self.data_sm(i).map(|(r, b)| (r, Body::DataSm(b))),
-            CommandId::DataSmResp => self.data_sm_resp(i).map(|(r, b)| (r, Body::DataSmResp(b))),
-            CommandId::QuerySm => self.query_sm(i).map(|(r, b)| (r, Body::QuerySm(b))),
-            CommandId::QuerySmResp => self.query_sm_resp(i).map(|(r, b)| (r, Body::QuerySmResp(b))),
-            CommandId::CancelSm => self.cancel_sm(i).map(|(r, b)| (r, Body::CancelSm(b))),
-            CommandId::ReplaceSm => self.replace_sm(i).map(|(r, b)| (r, Body::ReplaceSm(b))),
-            CommandId::AlertNotification => self.alert_notification(i).map(|(r, b)| (r, Body::AlertNotification(b))),
+    /// The PDU whose body is `i`. Inlined into [`decode_frame`] together with
+    /// the parsers, so the PDU is built once, in place, rather than moved
+    /// from result to result (a `Pdu` is 256 octets).
+    #[inline(always)]
+    fn pdu(
+        &self,
+        id: CommandId,
+        command_status: CommandStatus,
+        sequence_number: u32,
+        i: &'f [u8],
+    ) -> Result<Pdu, PduError> {
+        let invalid = |BodyError { status, field }| PduError::InvalidBody {
+            command_id: id,
+            sequence_number,
+            status,
+            field,
         };
-        match parsed {
-            // Every body parser consumes the TLVs to the end, or checks it is
-            // at the end; octets left over mean command_length lied.
-            Ok(([], body)) => Ok(body),
-            Ok(_) => Err(BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length")),
-            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
-            Err(nom::Err::Incomplete(_)) => Err(BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length")),
+        // Every body parser consumes the TLVs to the end, or must stop at the
+        // end; octets left over mean command_length lied.
+        macro_rules! parse {
+            ($variant:ident) => {{
+                at_end(i).map_err(invalid)?;
+                Body::$variant
+            }};
+            ($parser:ident, $variant:ident) => {{
+                let (rest, value) = self.$parser(i).map_err(|e| invalid(body_error(e)))?;
+                at_end(rest).map_err(invalid)?;
+                Body::$variant(value)
+            }};
+        }
+        // Each arm builds the whole PDU, so the body is written where the
+        // caller will find it.
+        macro_rules! pdu {
+            ($($body:tt)*) => {
+                Ok(Pdu {
+                    command_status,
+                    sequence_number,
+                    body: parse!($($body)*),
+                })
+            };
+        }
+        match id {
+            CommandId::GenericNack => pdu!(GenericNack),
+            CommandId::Unbind => pdu!(Unbind),
+            CommandId::UnbindResp => pdu!(UnbindResp),
+            CommandId::EnquireLink => pdu!(EnquireLink),
+            CommandId::EnquireLinkResp => pdu!(EnquireLinkResp),
+            CommandId::ReplaceSmResp => pdu!(ReplaceSmResp),
+            CommandId::CancelSmResp => pdu!(CancelSmResp),
+            CommandId::BindReceiver => pdu!(bind, BindReceiver),
+            CommandId::BindTransmitter => pdu!(bind, BindTransmitter),
+            CommandId::BindTransceiver => pdu!(bind, BindTransceiver),
+            CommandId::BindReceiverResp => pdu!(bind_resp, BindReceiverResp),
+            CommandId::BindTransmitterResp => pdu!(bind_resp, BindTransmitterResp),
+            CommandId::BindTransceiverResp => pdu!(bind_resp, BindTransceiverResp),
+            CommandId::Outbind => pdu!(outbind, Outbind),
+            CommandId::SubmitSm => pdu!(submit_sm, SubmitSm),
+            CommandId::DeliverSm => pdu!(submit_sm, DeliverSm),
+            CommandId::SubmitSmResp => pdu!(message_id_resp, SubmitSmResp),
+            CommandId::DeliverSmResp => pdu!(message_id_resp, DeliverSmResp),
+            CommandId::SubmitMulti => pdu!(submit_multi, SubmitMulti),
+            CommandId::SubmitMultiResp => pdu!(submit_multi_resp, SubmitMultiResp),
+            CommandId::DataSm => pdu!(data_sm, DataSm),
+            CommandId::DataSmResp => pdu!(data_sm_resp, DataSmResp),
+            CommandId::QuerySm => pdu!(query_sm, QuerySm),
+            CommandId::QuerySmResp => pdu!(query_sm_resp, QuerySmResp),
+            CommandId::CancelSm => pdu!(cancel_sm, CancelSm),
+            CommandId::ReplaceSm => pdu!(replace_sm, ReplaceSm),
+            CommandId::AlertNotification => pdu!(alert_notification, AlertNotification),
         }
     }
 
-    fn empty(&self, i: &'f [u8], body: Body) -> Res<'f, Body> {
-        Ok((i, body))
-    }
-
+    #[inline(always)]
     fn int8(i: &'f [u8], field: &'static str) -> Res<'f, u8> {
         be_u8(i).map_err(|e: nom::Err<BodyError>| e.map(|_| BodyError::new(CommandStatus::ESME_RINVCMDLEN, field)))
     }
@@ -156,27 +177,49 @@ impl<'f> Fields<'f> {
     /// A C-Octet String of at most `MAX` octets with its NUL. No NUL within
     /// `MAX` octets (an over-long value, or one whose NUL is missing) gives the
     /// field's own status.
+    #[inline(always)]
     fn cstr<const MAX: usize>(
         &self,
         i: &'f [u8],
         status: CommandStatus,
         field: &'static str,
     ) -> Res<'f, COctetString<MAX>> {
-        let (rest, value) = take_till(|b| b == 0).parse(i)?;
-        if value.len() >= MAX || rest.is_empty() {
-            return fail(status, field);
-        }
-        Ok((&rest[1..], COctetString::from_checked(self.frame.slice_ref(value))))
+        let (rest, value) = Self::cstr_octets::<MAX>(i, status, field)?;
+        Ok((rest, COctetString::from_checked(self.slice(value))))
     }
 
+    /// `value`, a part of the frame, as a slice of it: a reference count,
+    /// not a copy (and not even that for the many empty fields).
+    #[inline(always)]
+    fn slice(&self, value: &'f [u8]) -> Bytes {
+        if value.is_empty() {
+            Bytes::new()
+        } else {
+            self.frame.slice_ref(value)
+        }
+    }
+
+    /// The octets of a C-Octet String (see [`Self::cstr`]), not yet sliced
+    /// out of the frame.
+    #[inline(always)]
+    fn cstr_octets<const MAX: usize>(i: &'f [u8], status: CommandStatus, field: &'static str) -> Res<'f, &'f [u8]> {
+        // The NUL must be among the first MAX octets: only they are searched.
+        match i[..i.len().min(MAX)].iter().position(|&b| b == 0) {
+            Some(len) => Ok((&i[len + 1..], &i[..len])),
+            None => fail(status, field),
+        }
+    }
+
+    #[inline(always)]
     fn time(&self, i: &'f [u8], status: CommandStatus, field: &'static str) -> Res<'f, SmppTime> {
-        let (rest, value) = self.cstr::<17>(i, status, field)?;
-        if !SmppTime::is_well_formed(value.as_bytes()) {
+        let (rest, value) = Self::cstr_octets::<17>(i, status, field)?;
+        if !SmppTime::is_well_formed(value) {
             return fail(status, field);
         }
-        Ok((rest, SmppTime::from_checked(value.bytes().clone())))
+        Ok((rest, SmppTime::from_checked(self.slice(value))))
     }
 
+    #[inline(always)]
     fn source<const MAX: usize>(&self, i: &'f [u8]) -> Res<'f, Address<MAX>> {
         let (i, ton) = Self::int8(i, "source_addr_ton")?;
         let (i, npi) = Self::int8(i, "source_addr_npi")?;
@@ -184,6 +227,7 @@ impl<'f> Fields<'f> {
         Ok((i, Address { ton, npi, addr }))
     }
 
+    #[inline(always)]
     fn dest<const MAX: usize>(&self, i: &'f [u8]) -> Res<'f, Address<MAX>> {
         let (i, ton) = Self::int8(i, "dest_addr_ton")?;
         let (i, npi) = Self::int8(i, "dest_addr_npi")?;
@@ -191,15 +235,18 @@ impl<'f> Fields<'f> {
         Ok((i, Address { ton, npi, addr }))
     }
 
+    #[inline(always)]
     fn message_id(&self, i: &'f [u8]) -> Res<'f, crate::types::MessageId> {
         self.cstr(i, CommandStatus::ESME_RINVMSGID, "message_id")
     }
 
+    #[inline(always)]
     fn service_type(&self, i: &'f [u8]) -> Res<'f, crate::types::ServiceType> {
         self.cstr(i, CommandStatus::ESME_RINVSERTYP, "service_type")
     }
 
     /// sm_length then that many octets.
+    #[inline(always)]
     fn short_message(&self, i: &'f [u8]) -> Res<'f, Bytes> {
         let (i, sm_length) = Self::int8(i, "sm_length")?;
         if sm_length > 254 {
@@ -208,10 +255,11 @@ impl<'f> Fields<'f> {
         let (i, sm) = take(sm_length)
             .parse(i)
             .map_err(|e: nom::Err<BodyError>| e.map(|_| BodyError::new(CommandStatus::ESME_RINVMSGLEN, "sm_length")))?;
-        Ok((i, self.frame.slice_ref(sm)))
+        Ok((i, self.slice(sm)))
     }
 
     /// TLVs to the end of the body.
+    #[inline(always)]
     fn tlvs(&self, mut i: &'f [u8]) -> Res<'f, Vec<Tlv>> {
         let mut tlvs = Vec::new();
         while !i.is_empty() {
@@ -228,6 +276,7 @@ impl<'f> Fields<'f> {
         Ok((i, tlvs))
     }
 
+    #[inline(always)]
     fn bind(&self, i: &'f [u8]) -> Res<'f, Bind> {
         let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
         let (i, password) = self.cstr(i, CommandStatus::ESME_RINVPASWD, "password")?;
@@ -250,18 +299,21 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn bind_resp(&self, i: &'f [u8]) -> Res<'f, BindResp> {
         let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
         let (i, tlvs) = self.tlvs(i)?;
         Ok((i, BindResp { system_id, tlvs }))
     }
 
+    #[inline(always)]
     fn outbind(&self, i: &'f [u8]) -> Res<'f, Outbind> {
         let (i, system_id) = self.cstr(i, CommandStatus::ESME_RINVSYSID, "system_id")?;
         let (i, password) = self.cstr(i, CommandStatus::ESME_RINVPASWD, "password")?;
         Ok((i, Outbind { system_id, password }))
     }
 
+    #[inline(always)]
     fn submit_sm(&self, i: &'f [u8]) -> Res<'f, SubmitSm> {
         let (i, service_type) = self.service_type(i)?;
         let (i, source) = self.source(i)?;
@@ -299,11 +351,13 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn message_id_resp(&self, i: &'f [u8]) -> Res<'f, SubmitSmResp> {
         let (i, message_id) = self.message_id(i)?;
         Ok((i, SubmitSmResp { message_id }))
     }
 
+    #[inline(always)]
     fn submit_multi(&self, i: &'f [u8]) -> Res<'f, SubmitMulti> {
         let (i, service_type) = self.service_type(i)?;
         let (i, source) = self.source(i)?;
@@ -361,6 +415,7 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn submit_multi_resp(&self, i: &'f [u8]) -> Res<'f, SubmitMultiResp> {
         let (i, message_id) = self.message_id(i)?;
         let (mut i, no_unsuccess) = Self::int8(i, "no_unsuccess")?;
@@ -385,6 +440,7 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn data_sm(&self, i: &'f [u8]) -> Res<'f, DataSm> {
         let (i, service_type) = self.service_type(i)?;
         let (i, source) = self.source(i)?;
@@ -407,18 +463,21 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn data_sm_resp(&self, i: &'f [u8]) -> Res<'f, DataSmResp> {
         let (i, message_id) = self.message_id(i)?;
         let (i, tlvs) = self.tlvs(i)?;
         Ok((i, DataSmResp { message_id, tlvs }))
     }
 
+    #[inline(always)]
     fn query_sm(&self, i: &'f [u8]) -> Res<'f, QuerySm> {
         let (i, message_id) = self.message_id(i)?;
         let (i, source) = self.source(i)?;
         Ok((i, QuerySm { message_id, source }))
     }
 
+    #[inline(always)]
     fn query_sm_resp(&self, i: &'f [u8]) -> Res<'f, QuerySmResp> {
         let (i, message_id) = self.message_id(i)?;
         let (i, final_date) = self.time(i, CommandStatus::ESME_RINVCMDLEN, "final_date")?;
@@ -435,6 +494,7 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn cancel_sm(&self, i: &'f [u8]) -> Res<'f, CancelSm> {
         let (i, service_type) = self.service_type(i)?;
         let (i, message_id) = self.message_id(i)?;
@@ -451,6 +511,7 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn replace_sm(&self, i: &'f [u8]) -> Res<'f, ReplaceSm> {
         let (i, message_id) = self.message_id(i)?;
         let (i, source) = self.source(i)?;
@@ -473,6 +534,7 @@ impl<'f> Fields<'f> {
         ))
     }
 
+    #[inline(always)]
     fn alert_notification(&self, i: &'f [u8]) -> Res<'f, AlertNotification> {
         let (i, source) = self.source(i)?;
         let (i, ton) = Self::int8(i, "esme_addr_ton")?;
@@ -487,6 +549,25 @@ impl<'f> Fields<'f> {
                 tlvs,
             },
         ))
+    }
+}
+
+/// A parser's error as the body's error.
+#[inline(always)]
+fn body_error(e: nom::Err<BodyError>) -> BodyError {
+    match e {
+        nom::Err::Error(e) | nom::Err::Failure(e) => e,
+        nom::Err::Incomplete(_) => BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length"),
+    }
+}
+
+/// Octets left over after the body mean command_length lied.
+#[inline(always)]
+fn at_end(rest: &[u8]) -> Result<(), BodyError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(BodyError::new(CommandStatus::ESME_RINVCMDLEN, "command_length"))
     }
 }
 

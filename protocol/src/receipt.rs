@@ -234,12 +234,7 @@ impl ReceiptState {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Self::Delivered
-                | Self::Expired
-                | Self::Deleted
-                | Self::Undeliverable
-                | Self::Accepted
-                | Self::Rejected
+            Self::Delivered | Self::Expired | Self::Deleted | Self::Undeliverable | Self::Accepted | Self::Rejected
         )
     }
 }
@@ -287,14 +282,7 @@ pub struct ReceiptDate {
 
 impl ReceiptDate {
     /// Builds a validated date. `year` is the two-digit year (`0..=99`).
-    pub fn new(
-        year: u8,
-        month: u8,
-        day: u8,
-        hour: u8,
-        minute: u8,
-        second: Option<u8>,
-    ) -> Result<Self, DateError> {
+    pub fn new(year: u8, month: u8, day: u8, hour: u8, minute: u8, second: Option<u8>) -> Result<Self, DateError> {
         if year > 99 {
             return Err(DateError::Year(year));
         }
@@ -335,11 +323,7 @@ impl ReceiptDate {
         // The length and digit checks above make every `two_digits` call
         // below succeed; the `ok_or` only avoids indexing.
         let pair = |at: usize| two_digits(bytes, at).ok_or(DateError::NotDigit);
-        let second = if bytes.len() == 12 {
-            Some(pair(10)?)
-        } else {
-            None
-        };
+        let second = if bytes.len() == 12 { Some(pair(10)?) } else { None };
         Self::new(pair(0)?, pair(2)?, pair(4)?, pair(6)?, pair(8)?, second)
     }
 
@@ -621,11 +605,7 @@ enum Mode {
     Strict,
 }
 
-fn count_field(
-    raw: Option<&str>,
-    field: &'static str,
-    mode: Mode,
-) -> Result<Option<u32>, ReceiptError> {
+fn count_field(raw: Option<&str>, field: &'static str, mode: Mode) -> Result<Option<u32>, ReceiptError> {
     let Some(value) = raw.and_then(first_token) else {
         return Ok(None);
     };
@@ -639,11 +619,7 @@ fn count_field(
     }
 }
 
-fn date_field(
-    raw: Option<&str>,
-    field: &'static str,
-    mode: Mode,
-) -> Result<Option<ReceiptDate>, ReceiptError> {
+fn date_field(raw: Option<&str>, field: &'static str, mode: Mode) -> Result<Option<ReceiptDate>, ReceiptError> {
     let Some(value) = raw.and_then(first_token) else {
         return Ok(None);
     };
@@ -706,14 +682,8 @@ impl<'a> ReceiptRef<'a> {
 
     fn parse_with(input: &'a str, mode: Mode) -> Result<Self, ReceiptError> {
         let raw = RawFields::scan(input);
-        let id = raw
-            .id
-            .and_then(first_token)
-            .ok_or(ReceiptError::MissingId)?;
-        let stat = raw
-            .stat
-            .and_then(first_token)
-            .ok_or(ReceiptError::MissingStat)?;
+        let id = raw.id.and_then(first_token).ok_or(ReceiptError::MissingId)?;
+        let stat = raw.stat.and_then(first_token).ok_or(ReceiptError::MissingStat)?;
         Ok(Self {
             id,
             sub: count_field(raw.sub, "sub", mode)?,
@@ -882,11 +852,7 @@ impl Receipt {
         if let Some(err) = &self.err {
             out.write_str(" err:")?;
             let numeric = !err.is_empty() && err.bytes().all(|b| b.is_ascii_digit());
-            for _ in 0..if numeric {
-                3usize.saturating_sub(err.len())
-            } else {
-                0
-            } {
+            for _ in 0..if numeric { 3usize.saturating_sub(err.len()) } else { 0 } {
                 out.write_char('0')?;
             }
             out.write_str(err)?;
@@ -996,10 +962,7 @@ pub fn normalise_message_id(id: &str, style: IdStyle) -> Option<String> {
 }
 
 fn parse_hex_id(id: &str) -> Option<u128> {
-    let digits = id
-        .strip_prefix("0x")
-        .or_else(|| id.strip_prefix("0X"))
-        .unwrap_or(id);
+    let digits = id.strip_prefix("0x").or_else(|| id.strip_prefix("0X")).unwrap_or(id);
     parse_radix(digits, 16)
 }
 
@@ -1010,8 +973,7 @@ fn parse_radix(digits: &str, radix: u32) -> Option<u128> {
     }
     digits.chars().try_fold(0u128, |acc, c| {
         let digit = c.to_digit(radix)?;
-        acc.checked_mul(u128::from(radix))?
-            .checked_add(u128::from(digit))
+        acc.checked_mul(u128::from(radix))?.checked_add(u128::from(digit))
     })
 }
 
@@ -1050,14 +1012,7 @@ mod tests {
         assert_eq!(r.text.as_deref(), Some("Hello world"));
         let d = r.done_date.expect("done date");
         assert_eq!(
-            (
-                d.full_year(),
-                d.month(),
-                d.day(),
-                d.hour(),
-                d.minute(),
-                d.second()
-            ),
+            (d.full_year(), d.month(), d.day(), d.hour(), d.minute(), d.second()),
             (2006, 10, 19, 10, 18, None)
         );
     }
@@ -1095,10 +1050,7 @@ mod tests {
     #[test]
     fn missing_sub_dlvrd_and_dates() {
         let r = parse("id:abc stat:EXPIRED err:000 text:");
-        assert_eq!(
-            r,
-            Receipt::new("abc", ReceiptState::Expired).with_err("000")
-        );
+        assert_eq!(r, Receipt::new("abc", ReceiptState::Expired).with_err("000"));
     }
 
     #[test]
@@ -1111,19 +1063,10 @@ mod tests {
 
     #[test]
     fn hex_and_text_error_codes() {
-        assert_eq!(
-            parse("id:1 stat:UNDELIV err:0x1a").err.as_deref(),
-            Some("0x1a")
-        );
-        assert_eq!(
-            parse("id:1 stat:UNDELIV err:ERROR").err.as_deref(),
-            Some("ERROR")
-        );
+        assert_eq!(parse("id:1 stat:UNDELIV err:0x1a").err.as_deref(), Some("0x1a"));
+        assert_eq!(parse("id:1 stat:UNDELIV err:ERROR").err.as_deref(), Some("ERROR"));
         assert_eq!(parse("id:1 stat:UNDELIV err:").err, None);
-        assert_eq!(
-            parse("id:1 stat:UNDELIV err:1 text:x").err.as_deref(),
-            Some("1")
-        );
+        assert_eq!(parse("id:1 stat:UNDELIV err:1 text:x").err.as_deref(), Some("1"));
     }
 
     #[test]
@@ -1135,10 +1078,7 @@ mod tests {
         assert_eq!(r.text.as_deref(), Some("stat:DELIVRD id:8 err:000"));
         // Only text that comes after the stat is protected; a receipt whose
         // only stat is inside the text has no stat.
-        assert_eq!(
-            Receipt::parse("id:7 text:stat:DELIVRD"),
-            Err(ReceiptError::MissingStat)
-        );
+        assert_eq!(Receipt::parse("id:7 text:stat:DELIVRD"), Err(ReceiptError::MissingStat));
     }
 
     #[test]
@@ -1202,7 +1142,8 @@ mod tests {
 
     #[test]
     fn extra_whitespace_and_padding() {
-        let r = parse("  \r\n id:  0042   sub:  001\tdlvrd:001  submit   date: 2301011200 stat:  DELIVRD   text:  hi  \n");
+        let r =
+            parse("  \r\n id:  0042   sub:  001\tdlvrd:001  submit   date: 2301011200 stat:  DELIVRD   text:  hi  \n");
         assert_eq!(r.id, "0042");
         assert_eq!(r.sub, Some(1));
         assert_eq!(r.submit_date, Some(date("2301011200")));
@@ -1217,10 +1158,7 @@ mod tests {
     fn id_with_leading_zeros_is_kept_exactly() {
         let r = parse("id:000000123 stat:DELIVRD");
         assert_eq!(r.id, "000000123");
-        assert_eq!(
-            normalise_message_id(&r.id, IdStyle::Decimal).as_deref(),
-            Some("123")
-        );
+        assert_eq!(normalise_message_id(&r.id, IdStyle::Decimal).as_deref(), Some("123"));
     }
 
     #[test]
@@ -1244,8 +1182,7 @@ mod tests {
 
     #[test]
     fn non_utf8_bytes_do_not_fail_the_parse() {
-        let r = Receipt::parse_bytes(b"id:77 stat:DELIVRD err:000 text:caf\xe9 \xff\xfe")
-            .expect("parses");
+        let r = Receipt::parse_bytes(b"id:77 stat:DELIVRD err:000 text:caf\xe9 \xff\xfe").expect("parses");
         assert_eq!(r.id, "77");
         assert_eq!(r.stat, ReceiptState::Delivered);
         assert_eq!(r.text.as_deref(), Some("caf\u{e9} \u{ff}\u{fe}"));
@@ -1270,14 +1207,8 @@ mod tests {
     #[test]
     fn missing_required_fields() {
         assert_eq!(Receipt::parse("stat:DELIVRD"), Err(ReceiptError::MissingId));
-        assert_eq!(
-            Receipt::parse("id: stat:DELIVRD"),
-            Err(ReceiptError::MissingId)
-        );
-        assert_eq!(
-            Receipt::parse("id:1 sub:001"),
-            Err(ReceiptError::MissingStat)
-        );
+        assert_eq!(Receipt::parse("id: stat:DELIVRD"), Err(ReceiptError::MissingId));
+        assert_eq!(Receipt::parse("id:1 sub:001"), Err(ReceiptError::MissingStat));
         assert_eq!(Receipt::parse("id:1 stat:"), Err(ReceiptError::MissingStat));
         assert_eq!(Receipt::parse(""), Err(ReceiptError::MissingId));
         assert_eq!(
@@ -1337,10 +1268,7 @@ mod tests {
             ReceiptDate::parse("2302291200"),
             Err(DateError::Day { day: 29, month: 2 })
         );
-        assert_eq!(
-            ReceiptDate::parse("0002291200").map(|d| d.full_year()),
-            Ok(2000)
-        );
+        assert_eq!(ReceiptDate::parse("0002291200").map(|d| d.full_year()), Ok(2000));
         assert_eq!(ReceiptDate::parse("2313011200"), Err(DateError::Month(13)));
         assert_eq!(ReceiptDate::parse("2300011200"), Err(DateError::Month(0)));
         assert_eq!(
@@ -1349,24 +1277,12 @@ mod tests {
         );
         assert_eq!(ReceiptDate::parse("2301012400"), Err(DateError::Hour(24)));
         assert_eq!(ReceiptDate::parse("2301012360"), Err(DateError::Minute(60)));
-        assert_eq!(
-            ReceiptDate::parse("230101235960"),
-            Err(DateError::Second(60))
-        );
+        assert_eq!(ReceiptDate::parse("230101235960"), Err(DateError::Second(60)));
         assert_eq!(ReceiptDate::parse("23010112"), Err(DateError::Length(8)));
-        assert_eq!(
-            ReceiptDate::parse("23010112000"),
-            Err(DateError::Length(11))
-        );
+        assert_eq!(ReceiptDate::parse("23010112000"), Err(DateError::Length(11)));
         assert_eq!(ReceiptDate::parse("23-1011200"), Err(DateError::NotDigit));
-        assert_eq!(
-            ReceiptDate::parse("２３01011200"),
-            Err(DateError::Length(14))
-        );
-        assert_eq!(
-            ReceiptDate::new(100, 1, 1, 0, 0, None),
-            Err(DateError::Year(100))
-        );
+        assert_eq!(ReceiptDate::parse("２３01011200"), Err(DateError::Length(14)));
+        assert_eq!(ReceiptDate::new(100, 1, 1, 0, 0, None), Err(DateError::Year(100)));
         assert_eq!(date("2312312359").to_string(), "2312312359");
         assert_eq!(date("231231235905").to_string(), "231231235905");
     }
@@ -1422,9 +1338,7 @@ mod tests {
             "id:x stat:FAILED err:007 text:"
         );
         assert_eq!(
-            Receipt::new("x", ReceiptState::Rejected)
-                .with_err("0x0a")
-                .to_text(),
+            Receipt::new("x", ReceiptState::Rejected).with_err("0x0a").to_text(),
             "id:x stat:REJECTD err:0x0a text:"
         );
         // Truncation counts characters, not bytes.
@@ -1479,10 +1393,7 @@ mod tests {
         let max_hex = "f".repeat(32);
         assert_eq!(n(&max_hex, Hex).as_deref(), Some(max_hex.as_str()));
         assert_eq!(n(&format!("1{max_hex}"), Hex), None);
-        assert_eq!(
-            n(&format!("000{max_hex}"), Hex).as_deref(),
-            Some(max_hex.as_str())
-        );
+        assert_eq!(n(&format!("000{max_hex}"), Hex).as_deref(), Some(max_hex.as_str()));
         let max_dec = u128::MAX.to_string();
         assert_eq!(n(&max_dec, DecimalToHex).as_deref(), Some(max_hex.as_str()));
         assert_eq!(n("340282366920938463463374607431768211456", Decimal), None);
@@ -1500,9 +1411,7 @@ mod tests {
             0u8..=59,
             proptest::option::of(0u8..=59),
         )
-            .prop_map(|(y, mo, d, h, mi, s)| {
-                ReceiptDate::new(y, mo, d, h, mi, s).expect("generated in range")
-            })
+            .prop_map(|(y, mo, d, h, mi, s)| ReceiptDate::new(y, mo, d, h, mi, s).expect("generated in range"))
     }
 
     fn arb_state() -> impl Strategy<Value = ReceiptState> {
@@ -1531,18 +1440,16 @@ mod tests {
             // (colons, key-like words, non-ASCII) inside.
             proptest::option::of("[^\\s\\x00][^\\x00]{0,18}[^\\s\\x00]|[^\\s\\x00]"),
         )
-            .prop_map(
-                |(id, sub, dlvrd, submit_date, done_date, stat, err, text)| Receipt {
-                    id,
-                    sub,
-                    dlvrd,
-                    submit_date,
-                    done_date,
-                    stat,
-                    err,
-                    text,
-                },
-            )
+            .prop_map(|(id, sub, dlvrd, submit_date, done_date, stat, err, text)| Receipt {
+                id,
+                sub,
+                dlvrd,
+                submit_date,
+                done_date,
+                stat,
+                err,
+                text,
+            })
     }
 
     /// Fragments that steer random input into the parser's interesting paths.

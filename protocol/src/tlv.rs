@@ -242,8 +242,8 @@ tlvs! {
     }
 }
 
-/// Writes each TLV as tag, length, value.
-pub(crate) fn put_tlvs(tlvs: &[Tlv], dst: &mut BytesMut) -> Result<(), crate::error::EncodeError> {
+/// Writes each TLV as tag, length, value (how the gateway stores a message's TLVs).
+pub fn put_tlvs(tlvs: &[Tlv], dst: &mut BytesMut) -> Result<(), crate::error::EncodeError> {
     for tlv in tlvs {
         let len = tlv.value_len();
         let len16 = u16::try_from(len).map_err(|_| crate::error::EncodeError::TlvTooLong { tag: tlv.tag(), len })?;

@@ -110,10 +110,7 @@ impl GsmChar {
 pub fn encode_char(ch: char) -> Option<GsmChar> {
     let code = ch as u32;
     let basic = if code < 256 {
-        LATIN1_TO_BASIC
-            .get(code as usize)
-            .copied()
-            .filter(|&s| s != NOT_BASIC)
+        LATIN1_TO_BASIC.get(code as usize).copied().filter(|&s| s != NOT_BASIC)
     } else {
         BASIC
             .iter()
@@ -209,11 +206,7 @@ pub fn decode_unpacked_lossy(septets: &[u8]) -> String {
 }
 
 /// Decodes `septet_count` packed septets that start after `fill_bits` bits.
-pub fn decode_packed(
-    octets: &[u8],
-    septet_count: usize,
-    fill_bits: u8,
-) -> Result<String, TextError> {
+pub fn decode_packed(octets: &[u8], septet_count: usize, fill_bits: u8) -> Result<String, TextError> {
     let septets = unpack_septets(octets, septet_count, fill_bits)?;
     decode_unpacked(&septets)
 }
@@ -244,10 +237,7 @@ pub fn fill_bits_for_udh(udh_octets: usize) -> u8 {
 /// Useful as an upper bound when the real septet count is unknown (the last
 /// one may then be a padding `'@'` or CR).
 pub fn septet_capacity(octet_len: usize, fill_bits: u8) -> usize {
-    octet_len
-        .saturating_mul(8)
-        .saturating_sub(usize::from(fill_bits))
-        / 7
+    octet_len.saturating_mul(8).saturating_sub(usize::from(fill_bits)) / 7
 }
 
 /// Packs septets (each ≤ 0x7F) LSB-first into octets, after `fill_bits`
@@ -290,11 +280,7 @@ fn put_bits(out: &mut [u8], bit: usize, septet: u8) {
 ///
 /// The count is needed because the padding at the end of a packed message is
 /// ambiguous: seven zero bits would otherwise read as a trailing `'@'`.
-pub fn unpack_septets(
-    octets: &[u8],
-    septet_count: usize,
-    fill_bits: u8,
-) -> Result<Vec<u8>, TextError> {
+pub fn unpack_septets(octets: &[u8], septet_count: usize, fill_bits: u8) -> Result<Vec<u8>, TextError> {
     let fill = check_fill_bits(fill_bits)?;
     let needed = septet_count
         .checked_mul(7)
@@ -404,10 +390,7 @@ mod tests {
     fn packs_reference_vector() {
         // "hellohello" is the classic 23.038 packing example.
         let (packed, count) = encode_packed("hellohello", 0).unwrap();
-        assert_eq!(
-            packed,
-            [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]
-        );
+        assert_eq!(packed, [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]);
         assert_eq!(count, 10);
         assert_eq!(decode_packed(&packed, count, 0).unwrap(), "hellohello");
     }
@@ -441,10 +424,7 @@ mod tests {
             let septets = encode_unpacked("Hello {world} €!").unwrap();
             let packed = pack_septets(&septets, fill).unwrap();
             assert_eq!(packed[0] & ((1u8 << fill) - 1), 0, "fill bits must be zero");
-            assert_eq!(
-                unpack_septets(&packed, septets.len(), fill).unwrap(),
-                septets
-            );
+            assert_eq!(unpack_septets(&packed, septets.len(), fill).unwrap(), septets);
         }
     }
 

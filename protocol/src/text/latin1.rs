@@ -14,11 +14,7 @@ fn encode_upto(text: &str, max: u32, encoding: TextEncoding) -> Result<Vec<u8>, 
             u8::try_from(u32::from(ch))
                 .ok()
                 .filter(|&b| u32::from(b) <= max)
-                .ok_or(TextError::Unrepresentable {
-                    ch,
-                    position,
-                    encoding,
-                })
+                .ok_or(TextError::Unrepresentable { ch, position, encoding })
         })
         .collect()
 }

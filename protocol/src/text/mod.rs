@@ -61,9 +61,7 @@ pub enum TextError {
         fill_bits: u8,
     },
     /// Packed data is shorter than the septet count requires.
-    #[error(
-        "{octets} octets cannot hold {septet_count} packed septets after {fill_bits} fill bits"
-    )]
+    #[error("{octets} octets cannot hold {septet_count} packed septets after {fill_bits} fill bits")]
     PackedTooShort {
         /// Septets requested.
         septet_count: usize,
@@ -229,11 +227,7 @@ impl TextEncoding {
                 Ok(&buf[..units.len() * 2])
             }
             TextEncoding::Latin1 | TextEncoding::Ia5 => {
-                let max = if self == TextEncoding::Latin1 {
-                    0xFF
-                } else {
-                    0x7F
-                };
+                let max = if self == TextEncoding::Latin1 { 0xFF } else { 0x7F };
                 let octet = u8::try_from(u32::from(ch))
                     .ok()
                     .filter(|&b| b <= max)
@@ -364,11 +358,7 @@ mod tests {
             assert_eq!(TextEncoding::from_data_coding(dc), Some(TextEncoding::Gsm7));
         }
         for dc in 0xF4..=0xF7 {
-            assert_eq!(
-                TextEncoding::from_data_coding(dc),
-                None,
-                "8-bit data {dc:#x}"
-            );
+            assert_eq!(TextEncoding::from_data_coding(dc), None, "8-bit data {dc:#x}");
         }
         for dc in 0x10..=0x13 {
             assert_eq!(TextEncoding::from_data_coding(dc), Some(TextEncoding::Gsm7));
@@ -385,10 +375,7 @@ mod tests {
 
     #[test]
     fn decode_short_message_dispatches() {
-        assert_eq!(
-            decode_short_message(0x00, &[0x48, 0x1B, 0x65]).unwrap(),
-            "H€"
-        );
+        assert_eq!(decode_short_message(0x00, &[0x48, 0x1B, 0x65]).unwrap(), "H€");
         assert_eq!(decode_short_message(0xF1, &[0x48, 0x69]).unwrap(), "Hi");
         assert_eq!(decode_short_message(0x01, b"Hi").unwrap(), "Hi");
         assert_eq!(decode_short_message(0x03, &[0xE9]).unwrap(), "é");

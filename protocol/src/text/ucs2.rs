@@ -14,9 +14,7 @@ pub fn encode(text: &str) -> Vec<u8> {
 
 /// Big-endian code units of `bytes`; a trailing odd octet is dropped.
 fn code_units(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    bytes
-        .chunks_exact(2)
-        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+    bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
 }
 
 /// Decodes UTF-16BE. Odd length and unpaired surrogates are errors.
@@ -61,19 +59,13 @@ mod tests {
     fn bmp_and_surrogate_pairs_round_trip() {
         let text = "Hé中😀";
         let bytes = encode(text);
-        assert_eq!(
-            bytes,
-            [0x00, 0x48, 0x00, 0xE9, 0x4E, 0x2D, 0xD8, 0x3D, 0xDE, 0x00]
-        );
+        assert_eq!(bytes, [0x00, 0x48, 0x00, 0xE9, 0x4E, 0x2D, 0xD8, 0x3D, 0xDE, 0x00]);
         assert_eq!(decode(&bytes).unwrap(), text);
     }
 
     #[test]
     fn odd_length_is_an_error() {
-        assert_eq!(
-            decode(&[0x00, 0x41, 0x00]),
-            Err(TextError::OddLength { len: 3 })
-        );
+        assert_eq!(decode(&[0x00, 0x41, 0x00]), Err(TextError::OddLength { len: 3 }));
         assert_eq!(decode_lossy(&[0x00, 0x41, 0x00]), "A\u{FFFD}");
     }
 
@@ -97,9 +89,6 @@ mod tests {
         );
         // High surrogate at the end.
         assert!(decode(&[0xD8, 0x3D]).is_err());
-        assert_eq!(
-            decode_lossy(&[0x00, 0x41, 0xD8, 0x3D, 0x00, 0x42]),
-            "A\u{FFFD}B"
-        );
+        assert_eq!(decode_lossy(&[0x00, 0x41, 0xD8, 0x3D, 0x00, 0x42]), "A\u{FFFD}B");
     }
 }
