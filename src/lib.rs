@@ -4,5 +4,15 @@
 
 pub use smsmax_protocol as protocol;
 
+pub mod config;
+pub mod esme;
+pub mod ids;
+pub mod logging;
+pub mod password;
+pub mod queue;
+pub mod serve;
+pub mod smpp_time;
+pub mod store;
+
 /// The version of this build, as printed by `smsmax --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

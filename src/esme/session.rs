@@ -1,0 +1,605 @@
+//! One client connection: a reader loop (this task) and a writer task.
+//!
+//! States follow SMPP 3.4 section 2.2: OPEN until a bind succeeds, then
+//! BOUND_TX / BOUND_RX / BOUND_TRX, then UNBOUND. Requests of a bound
+//! session run concurrently up to the client's window and are answered as
+//! each completes (out of order); the session only stops reading while it
+//! drains for an unbind or a shutdown.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use smsmax_protocol::{
+    pdu::{
+        Bind, BindResp, DataSmResp, QuerySm, QuerySmResp, SubmitMultiResp, SubmitSmResp, UnsuccessSme,
+        INTERFACE_VERSION_34,
+    },
+    types::{MessageId, SmppTime, SystemId},
+    Body, CommandId, CommandStatus, Pdu, SmppCodec, Tlv,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{mpsc, watch},
+};
+use tokio_util::codec::FramedRead;
+
+use super::{
+    auth::BindGuard,
+    validate::{self, MultiDestination},
+    window::Window,
+    writer::write_pdus,
+    Gateway,
+};
+use crate::{
+    config::BindType,
+    smpp_time,
+    store::{ChangeOutcome, MessageRecord, Replacement},
+};
+
+/// PDUs waiting for the writer; beyond, the session waits (bounded by the
+/// response timeout) — the client is not reading.
+const WRITER_QUEUE: usize = 1024;
+/// Requests we send a client at once (enquire_link now; deliver_sm later).
+const OUTBOUND_WINDOW: usize = 64;
+
+type Answer = Pin<Box<dyn Future<Output = Pdu> + Send>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Bound(BindType),
+}
+
+impl State {
+    fn can_transmit(self) -> bool {
+        matches!(self, State::Bound(BindType::Transmitter | BindType::Transceiver))
+    }
+}
+
+/// Why a session ended (logged).
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Unbound,
+    BindTimeout,
+    EnquireLinkTimeout,
+    Framing,
+    WriterGone,
+    Shutdown,
+}
+
+/// Runs a session on an accepted (and, for TLS, handshaken) connection
+/// until it ends. Never panics on anything the client sends.
+pub async fn run<S>(stream: S, peer: SocketAddr, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let settings = gateway.settings.clone();
+    let (read_half, write_half) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(read_half, SmppCodec::new(settings.max_command_length));
+    let (tx, rx) = mpsc::channel::<Pdu>(WRITER_QUEUE);
+    let writer = tokio::spawn(write_pdus(write_half, rx, settings.response_timeout));
+
+    let mut session = Session {
+        gateway,
+        peer,
+        tx,
+        state: State::Open,
+        guard: None,
+        system_id: String::new(),
+        outbound: Window::new(OUTBOUND_WINDOW),
+        in_flight: FuturesUnordered::new(),
+        unbind_requested: None,
+        draining: false,
+        unbind_sent: false,
+    };
+    let opened = Instant::now();
+    let mut last_heard = Instant::now();
+    let end = loop {
+        let now = Instant::now();
+        let timer = session.next_timer(opened, last_heard, &settings);
+        // Stop reading requests while draining for unbind; keep reading
+        // during a server shutdown to see the client's unbind_resp.
+        let reading = session.unbind_requested.is_none();
+        tokio::select! {
+            Some(answer) = session.in_flight.next(), if !session.in_flight.is_empty() => {
+                if session.send(answer).await.is_err() {
+                    break End::WriterGone;
+                }
+            }
+            _ = shutdown.changed(), if !session.draining => {
+                session.draining = true;
+            }
+            frame = frames.next(), if reading => {
+                last_heard = Instant::now();
+                match frame {
+                    None => break End::PeerClosed,
+                    Some(Err(e)) => {
+                        // The stream cannot be re-framed: say why, then close.
+                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "stream cannot be re-framed");
+                        let _ = session.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
+                        break End::Framing;
+                    }
+                    Some(Ok(Err(e))) => {
+                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "malformed PDU");
+                        if let Some(answer) = e.response() {
+                            if session.send(answer).await.is_err() {
+                                break End::WriterGone;
+                            }
+                        }
+                    }
+                    Some(Ok(Ok(pdu))) => {
+                        match session.on_pdu(pdu).await {
+                            Ok(Some(end)) => break end,
+                            Ok(None) => {}
+                            Err(()) => break End::WriterGone,
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(timer.into()) => {
+                match session.on_timer(now, opened, last_heard, &settings).await {
+                    Ok(Some(end)) => break end,
+                    Ok(None) => {}
+                    Err(()) => break End::WriterGone,
+                }
+            }
+        }
+        // An unbind (theirs or ours) waits for in-flight answers first.
+        if session.in_flight.is_empty() {
+            if let Some(sequence) = session.unbind_requested {
+                let _ = session.send(Pdu::new(sequence, Body::UnbindResp)).await;
+                break End::Unbound;
+            }
+            if session.draining && !session.unbind_sent {
+                if session.state == State::Open {
+                    break End::Shutdown;
+                }
+                let deadline = Instant::now() + settings.response_timeout;
+                if let Some(sequence) = session.outbound.open(CommandId::Unbind, deadline) {
+                    session.unbind_sent = true;
+                    if session.send(Pdu::new(sequence, Body::Unbind)).await.is_err() {
+                        break End::WriterGone;
+                    }
+                }
+            }
+        }
+    };
+    tracing::info!(peer = %session.peer, system_id = %session.system_id, reason = ?end, "session closed");
+    drop(session);
+    // The writer ends when its channel closes; give it the response timeout to flush.
+    let _ = tokio::time::timeout(settings.response_timeout, writer).await;
+}
+
+struct Session {
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Pdu>,
+    state: State,
+    guard: Option<BindGuard>,
+    system_id: String,
+    outbound: Window,
+    in_flight: FuturesUnordered<Answer>,
+    /// Sequence number of the client's unbind, answered once in-flight work is done.
+    unbind_requested: Option<u32>,
+    /// The server is shutting down.
+    draining: bool,
+    unbind_sent: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Session {
+    async fn send(&mut self, pdu: Pdu) -> Result<(), ()> {
+        match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(pdu)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// When the loop must wake up if nothing arrives.
+    fn next_timer(&self, opened: Instant, last_heard: Instant, settings: &super::SessionSettings) -> Instant {
+        let base = match self.state {
+            State::Open => opened + settings.bind_timeout,
+            State::Bound(_) => last_heard + settings.enquire_link_interval,
+        };
+        match self.outbound.next_deadline() {
+            Some(deadline) => base.min(deadline),
+            None => base,
+        }
+    }
+
+    async fn on_timer(
+        &mut self,
+        now: Instant,
+        opened: Instant,
+        last_heard: Instant,
+        settings: &super::SessionSettings,
+    ) -> Result<Option<End>, ()> {
+        let now = now.max(Instant::now());
+        for (sequence, pending) in self.outbound.expire(now) {
+            tracing::warn!(peer = %self.peer, system_id = %self.system_id, sequence, command = %pending.command_id, "no response in time");
+            match pending.command_id {
+                CommandId::EnquireLink => return Ok(Some(End::EnquireLinkTimeout)),
+                CommandId::Unbind => return Ok(Some(End::Shutdown)),
+                _ => {}
+            }
+        }
+        match self.state {
+            State::Open if now >= opened + settings.bind_timeout => Ok(Some(End::BindTimeout)),
+            State::Bound(_)
+                if now >= last_heard + settings.enquire_link_interval && !self.outbound.has(CommandId::EnquireLink) =>
+            {
+                if let Some(sequence) = self
+                    .outbound
+                    .open(CommandId::EnquireLink, now + settings.response_timeout)
+                {
+                    self.send(Pdu::new(sequence, Body::EnquireLink)).await?;
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Answers (or starts answering) one PDU. `Ok(Some(end))` ends the session.
+    async fn on_pdu(&mut self, pdu: Pdu) -> Result<Option<End>, ()> {
+        let sequence = pdu.sequence_number;
+        let id = pdu.command_id();
+        if id.is_response() {
+            return Ok(self.on_response(pdu));
+        }
+        match pdu.body {
+            Body::BindTransmitter(bind) => self.on_bind(sequence, BindType::Transmitter, bind).await?,
+            Body::BindReceiver(bind) => self.on_bind(sequence, BindType::Receiver, bind).await?,
+            Body::BindTransceiver(bind) => self.on_bind(sequence, BindType::Transceiver, bind).await?,
+            Body::EnquireLink => self.send(Pdu::new(sequence, Body::EnquireLinkResp)).await?,
+            Body::Unbind => {
+                if self.state == State::Open {
+                    self.refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS).await?;
+                } else {
+                    self.unbind_requested = Some(sequence);
+                }
+            }
+            // Operations only an SMSC sends.
+            Body::DeliverSm(_) | Body::Outbind(_) | Body::AlertNotification(_) => {
+                tracing::warn!(peer = %self.peer, command = %id, "operation not accepted from an ESME");
+                self.send(Pdu::generic_nack(sequence, CommandStatus::ESME_RINVCMDID))
+                    .await?;
+            }
+            body => {
+                if !self.state.can_transmit() {
+                    return self
+                        .refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS)
+                        .await
+                        .map(|_| None);
+                }
+                if self.draining {
+                    return self
+                        .refuse(id, sequence, CommandStatus::ESME_RSYSERR)
+                        .await
+                        .map(|_| None);
+                }
+                let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
+                if self.in_flight.len() >= window {
+                    return self
+                        .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
+                        .await
+                        .map(|_| None);
+                }
+                self.on_request(sequence, body).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_response(&mut self, pdu: Pdu) -> Option<End> {
+        let Some(pending) = self.outbound.close(pdu.sequence_number) else {
+            tracing::debug!(peer = %self.peer, command = %pdu.command_id(), sequence = pdu.sequence_number, "response to nothing we sent");
+            return None;
+        };
+        if pending.command_id == CommandId::Unbind {
+            return Some(End::Shutdown);
+        }
+        None
+    }
+
+    async fn refuse(&mut self, id: CommandId, sequence: u32, status: CommandStatus) -> Result<(), ()> {
+        let answer = match id.response() {
+            Some(resp) => Pdu::error_response(resp, sequence, status),
+            None => Pdu::generic_nack(sequence, status),
+        };
+        self.send(answer).await
+    }
+
+    async fn on_bind(&mut self, sequence: u32, bind_type: BindType, bind: Bind) -> Result<(), ()> {
+        let response_id = match bind_type {
+            BindType::Transmitter => CommandId::BindTransmitterResp,
+            BindType::Receiver => CommandId::BindReceiverResp,
+            BindType::Transceiver => CommandId::BindTransceiverResp,
+        };
+        if self.state != State::Open {
+            return self
+                .send(Pdu::error_response(response_id, sequence, CommandStatus::ESME_RALYBND))
+                .await;
+        }
+        let result = self
+            .gateway
+            .auth
+            .bind(
+                self.peer.ip(),
+                bind_type,
+                bind.system_id.as_bytes(),
+                bind.password.as_bytes(),
+            )
+            .await;
+        match result {
+            Ok(guard) => {
+                self.system_id = guard.client.config.system_id.clone();
+                self.guard = Some(guard);
+                self.state = State::Bound(bind_type);
+                tracing::info!(peer = %self.peer, system_id = %self.system_id, ?bind_type, "bound");
+                let body = BindResp {
+                    system_id: SystemId::try_from(self.gateway.settings.system_id.as_str()).unwrap_or_default(),
+                    tlvs: vec![Tlv::ScInterfaceVersion(INTERFACE_VERSION_34)],
+                };
+                let body = match bind_type {
+                    BindType::Transmitter => Body::BindTransmitterResp(body),
+                    BindType::Receiver => Body::BindReceiverResp(body),
+                    BindType::Transceiver => Body::BindTransceiverResp(body),
+                };
+                self.send(Pdu::new(sequence, body)).await
+            }
+            Err(status) => self.send(Pdu::error_response(response_id, sequence, status)).await,
+        }
+    }
+
+    /// Starts a transmitter request; its answer is sent when it completes.
+    async fn on_request(&mut self, sequence: u32, body: Body) -> Result<(), ()> {
+        let gateway = self.gateway.clone();
+        let system_id = self.system_id.clone();
+        let Some(client) = self.guard.as_ref().map(|g| g.client.clone()) else {
+            return Err(());
+        };
+        let now = now_ms();
+        let answer: Answer = match body {
+            Body::SubmitSm(sm) => {
+                let record = match validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now) {
+                    Ok(record) => record,
+                    Err(status) => return self.refuse(CommandId::SubmitSm, sequence, status).await,
+                };
+                if !client.take_throughput(record.parts) {
+                    return self
+                        .refuse(CommandId::SubmitSm, sequence, CommandStatus::ESME_RTHROTTLED)
+                        .await;
+                }
+                Box::pin(async move {
+                    let id = record.id.clone();
+                    match enqueue(&gateway, vec![record]).await {
+                        Ok(()) => Pdu::new(
+                            sequence,
+                            SubmitSmResp {
+                                message_id: message_id(&id),
+                            },
+                        ),
+                        Err(status) => Pdu::error_response(CommandId::SubmitSmResp, sequence, status),
+                    }
+                })
+            }
+            Body::DataSm(sm) => {
+                let record = match validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now) {
+                    Ok(record) => record,
+                    Err(status) => return self.refuse(CommandId::DataSm, sequence, status).await,
+                };
+                if !client.take_throughput(record.parts) {
+                    return self
+                        .refuse(CommandId::DataSm, sequence, CommandStatus::ESME_RTHROTTLED)
+                        .await;
+                }
+                Box::pin(async move {
+                    let id = record.id.clone();
+                    match enqueue(&gateway, vec![record]).await {
+                        Ok(()) => Pdu::new(
+                            sequence,
+                            DataSmResp {
+                                message_id: message_id(&id),
+                                tlvs: Vec::new(),
+                            },
+                        ),
+                        Err(status) => Pdu::error_response(CommandId::DataSmResp, sequence, status),
+                    }
+                })
+            }
+            Body::SubmitMulti(sm) => {
+                let destinations = match validate::submit_multi(&sm, &system_id, || gateway.ids.next_id(), now) {
+                    Ok(d) => d,
+                    Err(status) => return self.refuse(CommandId::SubmitMulti, sequence, status).await,
+                };
+                let mut records = Vec::new();
+                let mut unsuccess_smes = Vec::new();
+                for destination in destinations {
+                    match destination {
+                        MultiDestination::Accepted(record) => records.push(*record),
+                        MultiDestination::Refused { address, status } => unsuccess_smes.push(UnsuccessSme {
+                            address,
+                            error_status_code: status,
+                        }),
+                    }
+                }
+                let parts: u32 = records.iter().map(|r| u32::from(r.parts)).sum();
+                if !client.take_throughput(u16::try_from(parts).unwrap_or(u16::MAX)) {
+                    return self
+                        .refuse(CommandId::SubmitMulti, sequence, CommandStatus::ESME_RTHROTTLED)
+                        .await;
+                }
+                Box::pin(async move { submit_multi_answer(&gateway, sequence, records, unsuccess_smes).await })
+            }
+            Body::QuerySm(query) => Box::pin(async move { query_sm(&gateway, sequence, &system_id, query).await }),
+            Body::CancelSm(cancel) => Box::pin(async move {
+                let id = cancel.message_id.to_string_lossy().into_owned();
+                let outcome = with_timeout(&gateway, gateway.store.cancel(&id, &system_id, now_ms())).await;
+                change_answer(
+                    outcome,
+                    CommandId::CancelSmResp,
+                    Body::CancelSmResp,
+                    CommandStatus::ESME_RCANCELFAIL,
+                    sequence,
+                )
+            }),
+            Body::ReplaceSm(replace) => {
+                let replacement = match replacement(&replace, now) {
+                    Ok(r) => r,
+                    Err(status) => return self.refuse(CommandId::ReplaceSm, sequence, status).await,
+                };
+                Box::pin(async move {
+                    let id = replace.message_id.to_string_lossy().into_owned();
+                    let outcome = with_timeout(&gateway, gateway.store.replace(&id, &system_id, replacement)).await;
+                    change_answer(
+                        outcome,
+                        CommandId::ReplaceSmResp,
+                        Body::ReplaceSmResp,
+                        CommandStatus::ESME_RREPLACEFAIL,
+                        sequence,
+                    )
+                })
+            }
+            other => {
+                // Every request kind is handled above or in on_pdu.
+                let id = other.command_id();
+                return self.refuse(id, sequence, CommandStatus::ESME_RINVCMDID).await;
+            }
+        };
+        self.in_flight.push(answer);
+        Ok(())
+    }
+}
+
+fn message_id(id: &str) -> MessageId {
+    MessageId::try_from(id).unwrap_or_default()
+}
+
+async fn with_timeout<T>(
+    gateway: &Gateway,
+    call: impl Future<Output = Result<T, crate::store::StorageError>>,
+) -> Result<T, CommandStatus> {
+    match tokio::time::timeout(gateway.settings.storage_timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storage error");
+            Err(CommandStatus::ESME_RSYSERR)
+        }
+        Err(_) => {
+            tracing::error!(timeout = ?gateway.settings.storage_timeout, "storage did not answer in time");
+            Err(CommandStatus::ESME_RSYSERR)
+        }
+    }
+}
+
+/// Durable enqueue: the caller answers only after this returns `Ok`.
+async fn enqueue(gateway: &Gateway, records: Vec<MessageRecord>) -> Result<(), CommandStatus> {
+    with_timeout(gateway, gateway.queue.enqueue(records)).await
+}
+
+async fn submit_multi_answer(
+    gateway: &Gateway,
+    sequence: u32,
+    records: Vec<MessageRecord>,
+    unsuccess_smes: Vec<UnsuccessSme>,
+) -> Pdu {
+    let Some(first_id) = records.first().map(|r| r.id.clone()) else {
+        return Pdu::with_status(
+            sequence,
+            CommandStatus::ESME_RSUBMITFAIL,
+            SubmitMultiResp {
+                message_id: MessageId::empty(),
+                unsuccess_smes,
+            },
+        );
+    };
+    match enqueue(gateway, records).await {
+        Ok(()) => Pdu::new(
+            sequence,
+            SubmitMultiResp {
+                message_id: message_id(&first_id),
+                unsuccess_smes,
+            },
+        ),
+        Err(status) => Pdu::error_response(CommandId::SubmitMultiResp, sequence, status),
+    }
+}
+
+async fn query_sm(gateway: &Gateway, sequence: u32, system_id: &str, query: QuerySm) -> Pdu {
+    let id = query.message_id.to_string_lossy().into_owned();
+    match with_timeout(gateway, gateway.store.get(&id)).await {
+        Ok(Some(record)) if record.system_id == system_id => {
+            let final_date = if record.state.is_final() {
+                SmppTime::try_from(smpp_time::format_absolute(record.updated_at_ms).as_str()).unwrap_or_default()
+            } else {
+                SmppTime::empty()
+            };
+            Pdu::new(
+                sequence,
+                QuerySmResp {
+                    message_id: query.message_id,
+                    final_date,
+                    message_state: record.state.smpp_value(),
+                    error_code: record.error_code.map_or(0, |c| (c & 0xFF) as u8),
+                },
+            )
+        }
+        // Another client's message is answered as unknown.
+        Ok(_) => Pdu::error_response(CommandId::QuerySmResp, sequence, CommandStatus::ESME_RQUERYFAIL),
+        Err(status) => Pdu::error_response(CommandId::QuerySmResp, sequence, status),
+    }
+}
+
+fn change_answer(
+    outcome: Result<ChangeOutcome, CommandStatus>,
+    response_id: CommandId,
+    ok_body: Body,
+    too_late: CommandStatus,
+    sequence: u32,
+) -> Pdu {
+    match outcome {
+        Ok(ChangeOutcome::Changed) => Pdu::new(sequence, ok_body),
+        Ok(ChangeOutcome::NotFound | ChangeOutcome::NotOwner) => {
+            Pdu::error_response(response_id, sequence, CommandStatus::ESME_RINVMSGID)
+        }
+        Ok(ChangeOutcome::TooLate(_)) => Pdu::error_response(response_id, sequence, too_late),
+        Err(status) => Pdu::error_response(response_id, sequence, status),
+    }
+}
+
+fn replacement(replace: &smsmax_protocol::pdu::ReplaceSm, now: u64) -> Result<Replacement, CommandStatus> {
+    if replace.registered_delivery & 0x03 == 0x03 || replace.registered_delivery & 0xE0 != 0 {
+        return Err(CommandStatus::ESME_RINVREGDLVFLG);
+    }
+    if replace.sm_default_msg_id != 0 {
+        return Err(CommandStatus::ESME_RINVDFTMSGID);
+    }
+    let schedule_at_ms =
+        smpp_time::parse(replace.schedule_delivery_time.as_bytes(), now).map_err(|_| CommandStatus::ESME_RINVSCHED)?;
+    let expires_at_ms =
+        smpp_time::parse(replace.validity_period.as_bytes(), now).map_err(|_| CommandStatus::ESME_RINVEXPIRY)?;
+    if expires_at_ms.is_some_and(|e| e <= now) {
+        return Err(CommandStatus::ESME_RINVEXPIRY);
+    }
+    Ok(Replacement {
+        short_message: replace.short_message.clone(),
+        registered_delivery: replace.registered_delivery,
+        schedule_at_ms,
+        expires_at_ms,
+        at_ms: now,
+    })
+}

@@ -1,0 +1,39 @@
+//! The work queue between the client-facing side and the relay.
+//!
+//! A message is acknowledged to its client only after [`Queue::enqueue`]
+//! returned: then it is durable in the message store *and* queued. The
+//! embedded implementation ([`crate::store::embedded`]) writes both in one
+//! transaction, group-committed; the Redis implementation (cluster profile)
+//! inserts into its `Store` first and then adds the stream entry.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::store::{MessageRecord, StorageError};
+
+/// Durable queue of messages waiting for the relay.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Stores `records` (state ACCEPTED) and queues them, due at their
+    /// `schedule_at_ms` (or now). Returns once both are durable. Concurrent
+    /// callers share one sync (group commit).
+    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError>;
+
+    /// Up to `max` messages that are due, each leased for `lease`: until it
+    /// is acked, retried or the lease runs out, nobody else gets it. A lease
+    /// lost in a crash returns the message to the queue (at-least-once).
+    async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<MessageRecord>, StorageError>;
+
+    /// Removes messages that are done with (submitted upstream, or final).
+    async fn ack(&self, ids: &[String]) -> Result<(), StorageError>;
+
+    /// Puts a leased message back, due at `due_at_ms` (Unix milliseconds).
+    async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError>;
+
+    /// Messages queued (leased or not).
+    async fn depth(&self) -> Result<u64, StorageError>;
+
+    /// Finishes pending commits and syncs; later calls fail with `Closed`.
+    async fn close(&self) -> Result<(), StorageError>;
+}

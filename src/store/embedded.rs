@@ -1,0 +1,885 @@
+//! The embedded storage: message records and the work queue in one
+//! crash-safe file, no external service.
+//!
+//! [`EmbeddedStorage`] implements both [`Store`] and [`Queue`] on a
+//! [redb](https://docs.rs/redb) database (`<dir>/smsmax.redb`) with three tables:
+//!
+//! | table         | key                               | value                        |
+//! |---------------|-----------------------------------|------------------------------|
+//! | `messages`    | message id                        | postcard-encoded [`MessageRecord`] |
+//! | `queue`       | `due_at_ms` (8 octets, big-endian) ++ id | `()`                  |
+//! | `queue_index` | message id                        | `due_at_ms` of its queue entry |
+//!
+//! A range scan of `queue` up to "now" yields the due messages in due-time
+//! order; `queue_index` finds an entry by id (ack, retry, cancel).
+//!
+//! # Group commit
+//!
+//! Every write (enqueue, insert, update, cancel, replace, ack, retry) is a
+//! request with a oneshot answer, sent over a bounded channel to one
+//! committer thread. The committer takes the first request, drains whatever
+//! else is waiting (up to `max_batch` records or ids), applies them all in
+//! ONE write transaction, commits it with [`redb::Durability::Immediate`]
+//! (fsync), and only then answers every caller. While one commit runs, the
+//! next batch accumulates in the channel. Because all writes go through this
+//! single thread, cancel and replace are atomic read-check-writes. Reads
+//! (`get`, `reserve`) run on `spawn_blocking` against an MVCC read
+//! transaction; nothing blocks the tokio executor.
+//!
+//! # Leases
+//!
+//! `reserve` leases entries in memory (id -> expiry instant). A lease never
+//! reaches the disk: after a crash or restart every queued entry is
+//! reservable again (at-least-once). `reserve` skips leased entries while
+//! scanning, so its cost grows with the number of leased due entries (the
+//! relay's window, a few thousand at most).
+//!
+//! # Choice of engine (measured)
+//!
+//! `tools/storage-engines` (a standalone crate, not built by CI) measures
+//! our access pattern on both pure-Rust candidates, redb 4.6 and fjall 3.1:
+//! 255-octet postcard records (160-octet short_message) keyed by our
+//! time-ordered ids, each with a queue entry and an index entry, written in
+//! batches with one fsync per batch; then the relay's pattern on a queue of
+//! 100 000 entries: range scan of the first 1024 due entries plus a read of
+//! their records, and a synced transaction deleting them (ack), until empty.
+//! Four runs on the 2-core development machine (shared virtual disk, one
+//! fsync 1–5 ms depending on the neighbours); median, then (min–max):
+//!
+//! | records per synced batch | redb 4 records/s          | fjall 3 records/s         |
+//! |--------------------------|---------------------------|---------------------------|
+//! | 1                        | 240 (195–919)             | 222 (206–517)             |
+//! | 64                       | 13 457 (10 096–23 363)    | 13 440 (12 980–18 304)    |
+//! | 1024                     | 129 049 (87 963–169 790)  | 137 269 (123 102–324 354) |
+//! | 4096                     | 187 285 (110 338–198 659) | 232 969 (206 132–272 715) |
+//! | **reserve + ack**, acks/s (1024 per synced txn) | 170 647 (115 680–199 965) | 21 395 (21 102–23 117) |
+//! | slowest reserve + ack round | 12–28 ms               | 88–113 ms                 |
+//! | enqueue + ack per message, batch 1024 (1 / (1/w + 1/a)) | ≈ 73 000 msg/s | ≈ 18 500 msg/s |
+//!
+//! Writes alone are fsync-bound up to ~1000 records per batch and within the
+//! disk's noise of each other; at 1024–4096 fjall's journal is ~1.1–1.25x
+//! faster. But every message is written once AND acked once, and the queue
+//! pattern decides: an LSM tree keeps a tombstone for every acked entry and
+//! each reserve scans past them until compaction, so fjall drains the queue
+//! ~8x slower (rounds of ~100 ms), which caps the whole pipeline at about a
+//! quarter of redb's; redb's copy-on-write B-tree deletes in place. redb also
+//! gives real serialisable write transactions, which cancel/replace need.
+//! **redb it is.** (Rerun: `cargo run --release --manifest-path
+//! tools/storage-engines/Cargo.toml -- <dir on the target disk>`.)
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ChangeOutcome, MessageRecord, MessageState, Replacement, StateUpdate, StorageError, Store};
+use crate::queue::Queue;
+
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
+const QUEUE_INDEX: TableDefinition<&str, u64> = TableDefinition::new("queue_index");
+
+/// Name of the database file inside the storage directory.
+pub const FILE_NAME: &str = "smsmax.redb";
+
+/// Write requests that may wait for the committer; senders beyond this wait
+/// for room (backpressure), nothing queues without bound.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Counters of the committer, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmbeddedStats {
+    /// Durable (fsynced) write transactions committed.
+    pub commits: u64,
+    /// Write requests (enqueue, insert, update, cancel, replace, ack, retry) answered.
+    pub write_requests: u64,
+    /// Records written by enqueue and insert.
+    pub records_written: u64,
+    /// The most write requests one commit served.
+    pub largest_batch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    write_requests: AtomicU64,
+    records_written: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+/// Message store and work queue in one embedded redb database.
+pub struct EmbeddedStorage {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Msg>>,
+    closed: AtomicBool,
+    leases: Arc<Mutex<HashMap<String, Instant>>>,
+    depth: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for EmbeddedStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStorage")
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("depth", &self.depth.load(Ordering::Relaxed))
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+enum Op {
+    Enqueue(Vec<MessageRecord>),
+    Insert(Vec<MessageRecord>),
+    Update(String, StateUpdate),
+    Cancel {
+        id: String,
+        system_id: String,
+        at_ms: u64,
+    },
+    Replace {
+        id: String,
+        system_id: String,
+        replacement: Replacement,
+    },
+    Ack(Vec<String>),
+    Retry(String, u64),
+}
+
+impl Op {
+    /// How much of a batch this request takes.
+    fn weight(&self) -> usize {
+        match self {
+            Op::Enqueue(r) | Op::Insert(r) => r.len().max(1),
+            Op::Ack(ids) => ids.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+enum Reply {
+    Done,
+    Found(bool),
+    Outcome(ChangeOutcome),
+}
+
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply, StorageError>>,
+}
+
+enum Msg {
+    Write(Request),
+    Close(oneshot::Sender<Result<(), StorageError>>),
+}
+
+fn engine<E: Display>(e: E) -> StorageError {
+    StorageError::Engine(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn queue_key(due_at_ms: u64, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + id.len());
+    key.extend_from_slice(&due_at_ms.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn decode(id: &str, bytes: &[u8]) -> Result<MessageRecord, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageError::Corrupt {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode(record: &MessageRecord) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(record).map_err(|e| StorageError::Engine(format!("encoding {}: {e}", record.id)))
+}
+
+impl EmbeddedStorage {
+    /// Opens (or creates) the storage in `dir` and starts its committer.
+    /// `max_batch` caps the records (or acked ids) of one group commit.
+    pub async fn open(dir: &Path, max_batch: usize) -> Result<Arc<Self>, StorageError> {
+        let dir = dir.to_path_buf();
+        let max_batch = max_batch.max(1);
+        let (db, depth) = tokio::task::spawn_blocking(move || -> Result<(Database, u64), StorageError> {
+            std::fs::create_dir_all(&dir).map_err(|e| engine(format!("creating {}: {e}", dir.display())))?;
+            let db = Database::create(dir.join(FILE_NAME)).map_err(engine)?;
+            let mut wtx = db.begin_write().map_err(engine)?;
+            wtx.set_durability(Durability::Immediate).map_err(engine)?;
+            let depth = {
+                wtx.open_table(MESSAGES).map_err(engine)?;
+                wtx.open_table(QUEUE_INDEX).map_err(engine)?;
+                let queue = wtx.open_table(QUEUE).map_err(engine)?;
+                queue.len().map_err(engine)?
+            };
+            wtx.commit().map_err(engine)?;
+            Ok((db, depth))
+        })
+        .await
+        .map_err(engine)??;
+
+        let db = Arc::new(db);
+        let depth = Arc::new(AtomicU64::new(depth));
+        let leases = Arc::new(Mutex::new(HashMap::new()));
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let committer = Committer {
+            db: db.clone(),
+            rx,
+            max_batch,
+            depth: depth.clone(),
+            leases: leases.clone(),
+            counters: counters.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("storage-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| engine(format!("starting the committer: {e}")))?;
+        Ok(Arc::new(EmbeddedStorage {
+            db,
+            tx: Some(tx),
+            closed: AtomicBool::new(false),
+            leases,
+            depth,
+            counters,
+            committer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// What the committer has done so far.
+    pub fn stats(&self) -> EmbeddedStats {
+        EmbeddedStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            write_requests: self.counters.write_requests.load(Ordering::Relaxed),
+            records_written: self.counters.records_written.load(Ordering::Relaxed),
+            largest_batch: self.counters.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The error for an answer that never came: the committer stopped.
+    fn lost(&self) -> StorageError {
+        if self.closed.load(Ordering::Acquire) {
+            StorageError::Closed
+        } else {
+            StorageError::Engine("the storage committer stopped".into())
+        }
+    }
+
+    async fn write(&self, op: Op) -> Result<Reply, StorageError> {
+        self.check_open()?;
+        let sender = self.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Msg::Write(Request { op, reply }))
+            .await
+            .map_err(|_| self.lost())?;
+        answer.await.map_err(|_| self.lost())?
+    }
+
+    /// Runs `f` against the database on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.check_open()?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(engine)?
+    }
+}
+
+impl Drop for EmbeddedStorage {
+    fn drop(&mut self) {
+        // Closing the channel stops the committer once it has answered what
+        // was already sent; wait for it so the database file is released
+        // when this returns (a reopen in the same process then works).
+        self.tx = None;
+        let handle = self.committer.get_mut().ok().and_then(|h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStorage {
+    async fn insert(&self, records: &[MessageRecord]) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return self.check_open();
+        }
+        self.write(Op::Insert(records.to_vec())).await.map(|_| ())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
+        let id = id.to_string();
+        self.read(move |db| {
+            let rtx = db.begin_read().map_err(engine)?;
+            let messages = rtx.open_table(MESSAGES).map_err(engine)?;
+            let value = messages.get(id.as_str()).map_err(engine)?;
+            value.map(|v| decode(&id, v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError> {
+        match self.write(Op::Update(id.to_string(), update)).await? {
+            Reply::Found(found) => Ok(found),
+            _ => Err(engine("unexpected answer to update")),
+        }
+    }
+
+    async fn cancel(&self, id: &str, system_id: &str, at_ms: u64) -> Result<ChangeOutcome, StorageError> {
+        let op = Op::Cancel {
+            id: id.to_string(),
+            system_id: system_id.to_string(),
+            at_ms,
+        };
+        match self.write(op).await? {
+            Reply::Outcome(outcome) => Ok(outcome),
+            _ => Err(engine("unexpected answer to cancel")),
+        }
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        system_id: &str,
+        replacement: Replacement,
+    ) -> Result<ChangeOutcome, StorageError> {
+        let op = Op::Replace {
+            id: id.to_string(),
+            system_id: system_id.to_string(),
+            replacement,
+        };
+        match self.write(op).await? {
+            Reply::Outcome(outcome) => Ok(outcome),
+            _ => Err(engine("unexpected answer to replace")),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedStorage {
+    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return self.check_open();
+        }
+        self.write(Op::Enqueue(records)).await.map(|_| ())
+    }
+
+    async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<MessageRecord>, StorageError> {
+        if max == 0 {
+            return self.check_open().map(|_| Vec::new());
+        }
+        let leases = self.leases.clone();
+        self.read(move |db| {
+            // The lease lock is held across the snapshot: an ack that
+            // committed but has not dropped its lease yet keeps the entry
+            // leased until this scan's snapshot no longer shows it.
+            let mut leases = leases.lock().map_err(|_| engine("lease table poisoned"))?;
+            let now = Instant::now();
+            leases.retain(|_, until| *until > now);
+            let rtx = db.begin_read().map_err(engine)?;
+            let queue = rtx.open_table(QUEUE).map_err(engine)?;
+            let messages = rtx.open_table(MESSAGES).map_err(engine)?;
+            let upper = now_ms().saturating_add(1).to_be_bytes();
+            let until = now + lease;
+            let mut out = Vec::new();
+            for entry in queue.range::<&[u8]>(..upper.as_slice()).map_err(engine)? {
+                let (key, _) = entry.map_err(engine)?;
+                let key = key.value();
+                let Some(id) = key.get(8..).and_then(|b| std::str::from_utf8(b).ok()) else {
+                    tracing::error!(key = ?key, "malformed queue key skipped");
+                    continue;
+                };
+                if leases.contains_key(id) {
+                    continue;
+                }
+                let Some(value) = messages.get(id).map_err(engine)? else {
+                    tracing::error!(id, "queued message has no record; skipped");
+                    continue;
+                };
+                match decode(id, value.value()) {
+                    Ok(record) => out.push(record),
+                    Err(corrupt) => {
+                        // Lease the bad one so the next reserve gets past it.
+                        leases.insert(id.to_string(), until);
+                        return Err(corrupt);
+                    }
+                }
+                if out.len() >= max {
+                    break;
+                }
+            }
+            for record in &out {
+                leases.insert(record.id.clone(), until);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, ids: &[String]) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return self.check_open();
+        }
+        self.write(Op::Ack(ids.to_vec())).await.map(|_| ())
+    }
+
+    async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError> {
+        self.write(Op::Retry(id.to_string(), due_at_ms)).await.map(|_| ())
+    }
+
+    async fn depth(&self) -> Result<u64, StorageError> {
+        self.check_open()?;
+        Ok(self.depth.load(Ordering::Acquire))
+    }
+
+    async fn close(&self) -> Result<(), StorageError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let Some(sender) = self.tx.as_ref() else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        let result = match sender.send(Msg::Close(reply)).await {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(engine("the storage committer stopped"))),
+            Err(_) => Err(engine("the storage committer stopped")),
+        };
+        let handle = self.committer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        result
+    }
+}
+
+/// The single writer.
+struct Committer {
+    db: Arc<Database>,
+    rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    depth: Arc<AtomicU64>,
+    leases: Arc<Mutex<HashMap<String, Instant>>>,
+    counters: Arc<Counters>,
+}
+
+/// What one applied request changes outside the database, once committed.
+#[derive(Default)]
+struct Effects {
+    depth_added: u64,
+    depth_removed: u64,
+    unleased: Vec<String>,
+    records: u64,
+}
+
+struct Tables<'t> {
+    messages: Table<'t, &'static str, &'static [u8]>,
+    queue: Table<'t, &'static [u8], ()>,
+    index: Table<'t, &'static str, u64>,
+}
+
+impl Committer {
+    fn run(mut self) {
+        let mut carry: Option<Msg> = None;
+        loop {
+            let first = match carry.take() {
+                Some(msg) => msg,
+                None => match self.rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => return, // every sender is gone
+                },
+            };
+            let first = match first {
+                Msg::Close(reply) => {
+                    let _ = reply.send(self.sync());
+                    // Requests sent after Close are dropped with the
+                    // receiver: their callers get `Closed`.
+                    return;
+                }
+                Msg::Write(request) => request,
+            };
+            let mut weight = first.op.weight();
+            let mut batch = vec![first];
+            while weight < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(Msg::Write(request)) if weight + request.op.weight() <= self.max_batch => {
+                        weight += request.op.weight();
+                        batch.push(request);
+                    }
+                    Ok(other) => {
+                        carry = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// A final durable commit (redb syncs every Immediate commit already;
+    /// this makes sure nothing is left behind a non-durable one).
+    fn sync(&self) -> Result<(), StorageError> {
+        let mut wtx = self.db.begin_write().map_err(engine)?;
+        wtx.set_durability(Durability::Immediate).map_err(engine)?;
+        wtx.commit().map_err(engine)
+    }
+
+    fn commit(&self, batch: Vec<Request>) {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut effects = Effects::default();
+        let result = (|| -> Result<(), StorageError> {
+            let mut wtx = self.db.begin_write().map_err(engine)?;
+            wtx.set_durability(Durability::Immediate).map_err(engine)?;
+            {
+                let mut tables = Tables {
+                    messages: wtx.open_table(MESSAGES).map_err(engine)?,
+                    queue: wtx.open_table(QUEUE).map_err(engine)?,
+                    index: wtx.open_table(QUEUE_INDEX).map_err(engine)?,
+                };
+                let now = now_ms();
+                for request in &batch {
+                    // An Err here is the engine failing: the whole
+                    // transaction is abandoned. A request's own failure
+                    // (a corrupt record) is its answer and leaves no writes.
+                    answers.push(apply(&mut tables, &request.op, now, &mut effects)?);
+                }
+            }
+            wtx.commit().map_err(engine)
+        })();
+
+        let n = batch.len() as u64;
+        match result {
+            Ok(()) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters.write_requests.fetch_add(n, Ordering::Relaxed);
+                self.counters
+                    .records_written
+                    .fetch_add(effects.records, Ordering::Relaxed);
+                self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+                self.depth.fetch_add(effects.depth_added, Ordering::AcqRel);
+                self.depth.fetch_sub(effects.depth_removed, Ordering::AcqRel);
+                if !effects.unleased.is_empty() {
+                    if let Ok(mut leases) = self.leases.lock() {
+                        for id in &effects.unleased {
+                            leases.remove(id);
+                        }
+                    }
+                }
+                for (request, answer) in batch.into_iter().zip(answers) {
+                    let _ = request.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = n, "storage commit failed");
+                let text = e.to_string();
+                for request in batch {
+                    let _ = request.reply.send(Err(StorageError::Engine(text.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies one request inside the batch's transaction. The outer error is
+/// fatal for the transaction; the inner result is the caller's answer.
+fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Result<Reply, StorageError>, StorageError> {
+    match op {
+        Op::Enqueue(records) => {
+            let mut encoded = Vec::with_capacity(records.len());
+            for record in records {
+                match encode(record) {
+                    Ok(bytes) => encoded.push(bytes),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            for (record, bytes) in records.iter().zip(&encoded) {
+                let id = record.id.as_str();
+                t.messages.insert(id, bytes.as_slice()).map_err(engine)?;
+                let due = record.schedule_at_ms.unwrap_or(now);
+                enqueue_entry(t, id, due, fx)?;
+            }
+            fx.records += records.len() as u64;
+            Ok(Ok(Reply::Done))
+        }
+        Op::Insert(records) => {
+            let mut encoded = Vec::with_capacity(records.len());
+            for record in records {
+                match encode(record) {
+                    Ok(bytes) => encoded.push(bytes),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            for (record, bytes) in records.iter().zip(&encoded) {
+                t.messages
+                    .insert(record.id.as_str(), bytes.as_slice())
+                    .map_err(engine)?;
+            }
+            fx.records += records.len() as u64;
+            Ok(Ok(Reply::Done))
+        }
+        Op::Update(id, update) => {
+            let mut record = match load(t, id)? {
+                None => return Ok(Ok(Reply::Found(false))),
+                Some(Err(corrupt)) => return Ok(Err(corrupt)),
+                Some(Ok(record)) => record,
+            };
+            record.state = update.state;
+            if update.upstream_id.is_some() {
+                record.upstream_id = update.upstream_id.clone();
+            }
+            if update.error_code.is_some() {
+                record.error_code = update.error_code;
+            }
+            record.updated_at_ms = update.at_ms;
+            store(t, &record)?;
+            Ok(Ok(Reply::Found(true)))
+        }
+        Op::Cancel { id, system_id, at_ms } => {
+            let mut record = match check_change(t, id, system_id)? {
+                Ok(record) => record,
+                Err(answer) => return Ok(answer),
+            };
+            record.state = MessageState::Deleted;
+            record.updated_at_ms = *at_ms;
+            store(t, &record)?;
+            dequeue_entry(t, id, fx)?;
+            Ok(Ok(Reply::Outcome(ChangeOutcome::Changed)))
+        }
+        Op::Replace {
+            id,
+            system_id,
+            replacement,
+        } => {
+            let mut record = match check_change(t, id, system_id)? {
+                Ok(record) => record,
+                Err(answer) => return Ok(answer),
+            };
+            record.short_message = replacement.short_message.clone();
+            record.registered_delivery = replacement.registered_delivery;
+            // SMPP replace_sm: an empty schedule or validity keeps the original.
+            if let Some(at) = replacement.schedule_at_ms {
+                record.schedule_at_ms = Some(at);
+                let queued = t.index.get(id.as_str()).map_err(engine)?.map(|v| v.value());
+                if let Some(old_due) = queued {
+                    if old_due != at {
+                        t.queue.remove(queue_key(old_due, id).as_slice()).map_err(engine)?;
+                        t.queue.insert(queue_key(at, id).as_slice(), ()).map_err(engine)?;
+                        t.index.insert(id.as_str(), at).map_err(engine)?;
+                    }
+                }
+            }
+            if replacement.expires_at_ms.is_some() {
+                record.expires_at_ms = replacement.expires_at_ms;
+            }
+            record.updated_at_ms = replacement.at_ms;
+            store(t, &record)?;
+            Ok(Ok(Reply::Outcome(ChangeOutcome::Changed)))
+        }
+        Op::Ack(ids) => {
+            for id in ids {
+                dequeue_entry(t, id, fx)?;
+            }
+            Ok(Ok(Reply::Done))
+        }
+        Op::Retry(id, due) => {
+            // Only a message still queued is re-keyed: one acked or
+            // cancelled meanwhile stays out of the queue.
+            let old = t.index.get(id.as_str()).map_err(engine)?.map(|v| v.value());
+            if let Some(old_due) = old {
+                t.queue.remove(queue_key(old_due, id).as_slice()).map_err(engine)?;
+                t.queue.insert(queue_key(*due, id).as_slice(), ()).map_err(engine)?;
+                t.index.insert(id.as_str(), *due).map_err(engine)?;
+            }
+            fx.unleased.push(id.clone());
+            Ok(Ok(Reply::Done))
+        }
+    }
+}
+
+/// Queues `id` due at `due`, replacing an entry it already has.
+fn enqueue_entry(t: &mut Tables<'_>, id: &str, due: u64, fx: &mut Effects) -> Result<(), StorageError> {
+    let old = t.index.insert(id, due).map_err(engine)?.map(|v| v.value());
+    match old {
+        Some(old_due) => {
+            t.queue.remove(queue_key(old_due, id).as_slice()).map_err(engine)?;
+        }
+        None => fx.depth_added += 1,
+    }
+    t.queue.insert(queue_key(due, id).as_slice(), ()).map_err(engine)?;
+    Ok(())
+}
+
+/// Takes `id` out of the queue, if it is there.
+fn dequeue_entry(t: &mut Tables<'_>, id: &str, fx: &mut Effects) -> Result<(), StorageError> {
+    let old = t.index.remove(id).map_err(engine)?.map(|v| v.value());
+    if let Some(due) = old {
+        t.queue.remove(queue_key(due, id).as_slice()).map_err(engine)?;
+        fx.depth_removed += 1;
+    }
+    fx.unleased.push(id.to_string());
+    Ok(())
+}
+
+/// The record, if any; the inner error is a corrupt record.
+fn load(t: &Tables<'_>, id: &str) -> Result<Option<Result<MessageRecord, StorageError>>, StorageError> {
+    let value = t.messages.get(id).map_err(engine)?;
+    Ok(value.map(|v| decode(id, v.value())))
+}
+
+fn store(t: &mut Tables<'_>, record: &MessageRecord) -> Result<(), StorageError> {
+    let bytes = encode(record)?;
+    t.messages
+        .insert(record.id.as_str(), bytes.as_slice())
+        .map_err(engine)?;
+    Ok(())
+}
+
+/// The checks of cancel_sm and replace_sm: the record if it may change,
+/// otherwise the answer to give.
+#[allow(clippy::type_complexity)]
+fn check_change(
+    t: &Tables<'_>,
+    id: &str,
+    system_id: &str,
+) -> Result<Result<MessageRecord, Result<Reply, StorageError>>, StorageError> {
+    let record = match load(t, id)? {
+        None => return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::NotFound)))),
+        Some(Err(corrupt)) => return Ok(Err(Err(corrupt))),
+        Some(Ok(record)) => record,
+    };
+    if record.system_id != system_id {
+        return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::NotOwner))));
+    }
+    if record.state != MessageState::Accepted {
+        return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::TooLate(record.state)))));
+    }
+    Ok(Ok(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> MessageRecord {
+        MessageRecord {
+            id: id.into(),
+            system_id: "esme".into(),
+            service_type: String::new(),
+            source: Default::default(),
+            dest: Default::default(),
+            esm_class: 0,
+            protocol_id: 0,
+            priority_flag: 0,
+            registered_delivery: 0,
+            data_coding: 0,
+            short_message: bytes::Bytes::from_static(b"hello"),
+            tlvs: bytes::Bytes::new(),
+            parts: 1,
+            state: MessageState::Accepted,
+            submitted_at_ms: 1,
+            updated_at_ms: 1,
+            schedule_at_ms: None,
+            expires_at_ms: None,
+            upstream_id: None,
+            error_code: None,
+            attempts: 0,
+        }
+    }
+
+    /// Writes garbage as the record of `id` behind the committer's back.
+    fn corrupt(storage: &EmbeddedStorage, id: &str) {
+        let wtx = storage.db.begin_write().unwrap();
+        {
+            let mut messages = wtx.open_table(MESSAGES).unwrap();
+            messages.insert(id, [0xffu8; 3].as_slice()).unwrap();
+        }
+        wtx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
+        storage.enqueue(vec![record("bad"), record("good")]).await.unwrap();
+        corrupt(&storage, "bad");
+
+        assert!(matches!(storage.get("bad").await, Err(StorageError::Corrupt { id, .. }) if id == "bad"));
+        let update = StateUpdate {
+            state: MessageState::Enroute,
+            upstream_id: None,
+            error_code: None,
+            at_ms: 2,
+        };
+        assert!(matches!(
+            storage.update("bad", update).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            storage.cancel("bad", "esme", 2).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+        // reserve reports the bad one once, then gets past it.
+        let lease = Duration::from_secs(30);
+        assert!(matches!(
+            storage.reserve(10, lease).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+        let got = storage.reserve(10, lease).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["good"]);
+        // The storage still works.
+        assert!(storage.get("good").await.unwrap().is_some());
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_lost_with_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
+        storage.enqueue(vec![record("a"), record("b")]).await.unwrap();
+        let lease = Duration::from_secs(3600);
+        assert_eq!(storage.reserve(10, lease).await.unwrap().len(), 2);
+        assert!(storage.reserve(10, lease).await.unwrap().is_empty());
+        drop(storage); // no close: as good as a crash for the in-memory leases
+
+        let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
+        assert_eq!(storage.depth().await.unwrap(), 2);
+        let mut ids: Vec<_> = storage
+            .reserve(10, lease)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b"]);
+        storage.close().await.unwrap();
+    }
+}

@@ -1,0 +1,143 @@
+//! Shared helpers of the gateway's integration tests: a gateway on port 0
+//! with embedded storage in a temporary directory, and a minimal ESME built
+//! on our codec.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use smsmax::{config::Config, serve::Running};
+use smsmax_protocol::{
+    pdu::{Bind, SubmitSm},
+    types::Address,
+    Body, CommandStatus, Pdu, SmppCodec,
+};
+use tokio::{io::AsyncRead, io::AsyncWrite, net::TcpStream};
+use tokio_util::codec::Framed;
+
+pub const PASSWORD: &str = "s3cret";
+
+/// A hash of [`PASSWORD`], made once per test binary.
+pub fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| smsmax::password::hash_password(PASSWORD).expect("hash"))
+}
+
+/// A configuration with clients `alice` (everything allowed) and the given extra TOML.
+pub fn config(data_dir: &std::path::Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+[smpp]
+listen = "127.0.0.1:0"
+bind_timeout_secs = 2
+enquire_link_interval_secs = 30
+response_timeout_secs = 2
+
+[storage]
+data_dir = "{dir}"
+
+[[clients]]
+system_id = "alice"
+password_hash = "{hash}"
+allowed_networks = ["127.0.0.0/8"]
+max_binds = 3
+window = 64
+throughput = 100000
+
+{extra}
+"#,
+        dir = data_dir.display(),
+        hash = password_hash(),
+    );
+    toml::from_str(&text).expect("test config")
+}
+
+pub struct Gateway {
+    pub running: Running,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start(extra: &str) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), extra);
+    let running = smsmax::serve::start(config).await.expect("gateway starts");
+    let addr = running.smpp_addr;
+    Gateway { running, addr, dir }
+}
+
+/// A test ESME on any stream.
+pub struct Esme<S> {
+    pub framed: Framed<S, SmppCodec>,
+    sequence: u32,
+}
+
+pub async fn connect(addr: SocketAddr) -> Esme<TcpStream> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    Esme::new(stream)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
+    pub fn new(stream: S) -> Self {
+        Esme {
+            framed: Framed::new(stream, SmppCodec::default()),
+            sequence: 0,
+        }
+    }
+
+    pub async fn send(&mut self, body: impl Into<Body>) -> u32 {
+        self.sequence += 1;
+        let pdu = Pdu::new(self.sequence, body);
+        self.framed.send(pdu).await.expect("send");
+        self.sequence
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.framed.get_mut().write_all(bytes).await.expect("send raw");
+    }
+
+    /// The next PDU, or `None` if the gateway closed the connection.
+    pub async fn recv(&mut self) -> Option<Pdu> {
+        match tokio::time::timeout(Duration::from_secs(10), self.framed.next()).await {
+            Ok(Some(Ok(Ok(pdu)))) => Some(pdu),
+            Ok(Some(Ok(Err(e)))) => panic!("gateway sent a malformed PDU: {e}"),
+            Ok(Some(Err(_))) | Ok(None) => None,
+            Err(_) => panic!("no PDU from the gateway within 10 s"),
+        }
+    }
+
+    /// Sends a request and returns its response (skipping nothing: the
+    /// next PDU must be the answer).
+    pub async fn call(&mut self, body: impl Into<Body>) -> Pdu {
+        let sequence = self.send(body).await;
+        let pdu = self.recv().await.expect("connection open");
+        assert_eq!(pdu.sequence_number, sequence, "response matches the request: {pdu:?}");
+        pdu
+    }
+
+    pub async fn bind(&mut self, kind: &str, system_id: &str, password: &str) -> CommandStatus {
+        let bind = Bind {
+            system_id: system_id.try_into().unwrap(),
+            password: password.try_into().unwrap(),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        let body = match kind {
+            "transmitter" => Body::BindTransmitter(bind),
+            "receiver" => Body::BindReceiver(bind),
+            _ => Body::BindTransceiver(bind),
+        };
+        self.call(body).await.command_status
+    }
+}
+
+pub fn submit_sm(dest: &str, text: &str) -> SubmitSm {
+    SubmitSm {
+        source: Address::new(1, 1, "447700900001").unwrap(),
+        dest: Address::new(1, 1, dest).unwrap(),
+        registered_delivery: 1,
+        short_message: bytes::Bytes::copy_from_slice(text.as_bytes()),
+        ..SubmitSm::default()
+    }
+}
