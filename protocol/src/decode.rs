@@ -79,9 +79,10 @@ pub fn decode_frame(frame: &Bytes) -> Result<Pdu, PduError> {
         });
     };
     let command_status = CommandStatus(command_status);
-    if id.is_response() && !command_status.is_ok() && body.is_empty() {
+    if id.is_response() && body.is_empty() {
         // SMSCs leave out the body of a failed response (the specification
-        // even asks for that for submit_sm_resp and the bind responses).
+        // even asks for that for submit_sm_resp and the bind responses), and
+        // some ESMEs send deliver_sm_resp without its (unused) message_id.
         return Ok(Pdu {
             command_status,
             sequence_number,
@@ -206,6 +207,10 @@ impl<'f> Fields<'f> {
         // The NUL must be among the first MAX octets: only they are searched.
         match i[..i.len().min(MAX)].iter().position(|&b| b == 0) {
             Some(len) => Ok((&i[len + 1..], &i[..len])),
+            // The body ended inside the string: command_length is too short
+            // for the PDU (generic_nack ESME_RINVCMDLEN, section 2.9).
+            None if i.len() < MAX => fail(CommandStatus::ESME_RINVCMDLEN, field),
+            // MAX octets without a NUL: the value is too long for its field.
             None => fail(status, field),
         }
     }

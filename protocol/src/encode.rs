@@ -68,7 +68,12 @@ fn put_short_message(dst: &mut BytesMut, short_message: &[u8], tlvs: &[Tlv]) -> 
         .ok()
         .filter(|len| *len <= 254)
         .ok_or(EncodeError::ShortMessageTooLong(short_message.len()))?;
-    if sm_length > 0 && tlvs.iter().any(|t| matches!(t, Tlv::MessagePayload(_))) {
+    let payload_tag = crate::tlv::tag::MessagePayload;
+    if sm_length > 0
+        && tlvs.iter().any(|t| {
+            matches!(t, Tlv::MessagePayload(_)) || matches!(t, Tlv::Unknown { tag, .. } if *tag == payload_tag)
+        })
+    {
         return Err(EncodeError::ShortMessageAndPayload);
     }
     dst.put_u8(sm_length);
@@ -240,5 +245,59 @@ impl Body {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::{error::EncodeError, pdu::SubmitSm, tlv::Tlv, Body, Pdu};
+
+    fn encode_with(tlvs: Vec<Tlv>, short_message: &'static [u8]) -> Result<Bytes, EncodeError> {
+        let sm = SubmitSm {
+            short_message: Bytes::from_static(short_message),
+            tlvs,
+            ..SubmitSm::default()
+        };
+        Pdu::new(1, Body::SubmitSm(sm)).to_bytes()
+    }
+
+    #[test]
+    fn tlv_values_the_decoder_would_refuse_are_not_written() {
+        assert_eq!(
+            encode_with(vec![Tlv::ItsSessionInfo(Bytes::from_static(&[1]))], b""),
+            Err(EncodeError::InvalidTlv { tag: 0x1383, len: 1 })
+        );
+        assert_eq!(
+            encode_with(vec![Tlv::CallbackNum(Bytes::new())], b""),
+            Err(EncodeError::InvalidTlv { tag: 0x0381, len: 0 })
+        );
+        let short_ref = Tlv::Unknown {
+            tag: 0x020C,
+            value: Bytes::from_static(&[1]),
+        };
+        assert_eq!(
+            encode_with(vec![short_ref], b""),
+            Err(EncodeError::InvalidTlv { tag: 0x020C, len: 1 })
+        );
+        let payload = Tlv::Unknown {
+            tag: 0x0424,
+            value: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            encode_with(vec![payload], b"hi"),
+            Err(EncodeError::ShortMessageAndPayload)
+        );
+        // A vendor tag and a well-formed known tag sent as Unknown are fine.
+        let vendor = Tlv::Unknown {
+            tag: 0x1400,
+            value: Bytes::from_static(&[1]),
+        };
+        let known = Tlv::Unknown {
+            tag: 0x020C,
+            value: Bytes::from_static(&[0, 1]),
+        };
+        assert!(encode_with(vec![vendor, known], b"hi").is_ok());
     }
 }

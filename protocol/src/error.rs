@@ -73,6 +73,15 @@ impl PduError {
             PduError::InvalidCommandLength { sequence_number, .. } => {
                 Some(Pdu::generic_nack(*sequence_number, CommandStatus::ESME_RINVCMDLEN))
             }
+            // A body shorter than its fields means command_length is wrong
+            // for the PDU: that is what generic_nack is for (section 2.9).
+            // Responses are never answered, not even with generic_nack.
+            PduError::InvalidBody {
+                command_id,
+                sequence_number,
+                status: CommandStatus::ESME_RINVCMDLEN,
+                ..
+            } if !command_id.is_response() => Some(Pdu::generic_nack(*sequence_number, CommandStatus::ESME_RINVCMDLEN)),
             PduError::InvalidBody {
                 command_id,
                 sequence_number,
@@ -107,6 +116,8 @@ pub enum EncodeError {
     ShortMessageAndPayload,
     #[error("TLV {tag:#06x} value of {len} octets exceeds 65535")]
     TlvTooLong { tag: u16, len: usize },
+    #[error("TLV {tag:#06x} value of {len} octets is not valid for that parameter")]
+    InvalidTlv { tag: u16, len: usize },
     #[error("submit_multi with {0} destinations; 1 to 254 fit")]
     DestinationCount(usize),
     #[error("submit_multi_resp with {0} unsuccessful SMEs; at most 255 fit")]

@@ -116,6 +116,21 @@ macro_rules! tlvs {
                 }
             }
 
+            /// Checks what the type cannot: the length range of octet-string
+            /// values, and that an `Unknown` carrying a tag SMPP 3.4 defines
+            /// holds a value valid for it. The decoder would refuse either.
+            pub(crate) fn check_encodable(&self) -> Result<(), crate::error::EncodeError> {
+                let invalid = crate::error::EncodeError::InvalidTlv { tag: self.tag(), len: self.value_len() };
+                match self {
+                    $(Tlv::$oname(v) if !($omin..=$omax).contains(&v.len()) => Err(invalid),)*
+                    Tlv::Unknown { tag, value } => match Tlv::from_value(value, *tag, value) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(invalid),
+                    },
+                    _ => Ok(()),
+                }
+            }
+
             /// Writes the value octets (not tag or length).
             pub(crate) fn put_value(&self, dst: &mut BytesMut) {
                 match self {
@@ -245,6 +260,7 @@ tlvs! {
 /// Writes each TLV as tag, length, value (how the gateway stores a message's TLVs).
 pub fn put_tlvs(tlvs: &[Tlv], dst: &mut BytesMut) -> Result<(), crate::error::EncodeError> {
     for tlv in tlvs {
+        tlv.check_encodable()?;
         let len = tlv.value_len();
         let len16 = u16::try_from(len).map_err(|_| crate::error::EncodeError::TlvTooLong { tag: tlv.tag(), len })?;
         dst.put_u16(tlv.tag());

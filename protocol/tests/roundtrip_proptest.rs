@@ -485,10 +485,17 @@ proptest! {
         assert_accepted_value_is_stable(&octets)?;
         if let Err(e) = decode_frame(&octets) {
             prop_assert_eq!(e.sequence_number(), seq);
-            // A bad request is answered with its own response (or nothing for
-            // outbind / alert_notification); a bad response is never answered.
+            // A body shorter than its fields is answered with generic_nack
+            // ESME_RINVCMDLEN; any other bad request with its own response
+            // (or nothing for outbind / alert_notification); a bad response
+            // is never answered.
             if let Some(resp) = e.response() {
-                prop_assert_eq!(Some(resp.command_id()), id.response());
+                prop_assert!(!id.is_response());
+                if e.status() == CommandStatus::ESME_RINVCMDLEN {
+                    prop_assert_eq!(resp.command_id(), CommandId::GenericNack);
+                } else {
+                    prop_assert_eq!(Some(resp.command_id()), id.response());
+                }
                 prop_assert_eq!(resp.command_status, e.status());
                 prop_assert!(resp.to_bytes().is_ok());
             }
