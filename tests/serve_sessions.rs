@@ -448,3 +448,43 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> SendPdu
         self.send(pdu).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn failed_binds_are_rate_limited_per_address() {
+    let gw = start("[security]\nfailed_binds_per_address_per_minute = 3\n").await;
+    let mut esme = connect(gw.addr).await;
+    for _ in 0..3 {
+        assert_eq!(
+            esme.bind("transmitter", "alice", "wrong").await,
+            CommandStatus::ESME_RINVPASWD
+        );
+    }
+    // The address is now blocked for the rest of the minute, even with the
+    // right password, and without any password work.
+    assert_eq!(
+        esme.bind("transmitter", "alice", PASSWORD).await,
+        CommandStatus::ESME_RBINDFAIL
+    );
+    assert_eq!(
+        esme.bind("transmitter", "nobody", PASSWORD).await,
+        CommandStatus::ESME_RBINDFAIL
+    );
+}
+
+#[tokio::test]
+async fn failed_binds_are_rate_limited_per_system_id() {
+    let gw =
+        start("[security]\nfailed_binds_per_system_id_per_minute = 2\nfailed_binds_per_address_per_minute = 100\n")
+            .await;
+    let mut esme = connect(gw.addr).await;
+    for _ in 0..2 {
+        assert_eq!(
+            esme.bind("transmitter", "alice", "wrong").await,
+            CommandStatus::ESME_RINVPASWD
+        );
+    }
+    assert_eq!(
+        esme.bind("transmitter", "alice", PASSWORD).await,
+        CommandStatus::ESME_RBINDFAIL
+    );
+}
