@@ -761,7 +761,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// `demo-pass`, hashed by `smsmax passwd` (validation only parses it).
+    /// An argon2id hash made by `smsmax passwd` (validation only parses it).
     const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$\
                         ONj2yzNjOFYT9KzANevmuA$+yqXvVXK0ZLhSPXYpETrdKwtkDOPnJPxiCj/TIXVFWE";
 
@@ -1211,7 +1211,7 @@ mod tests {
         assert_eq!(demo.clients[0].system_id, "demo");
         assert!(crate::password::verify_password(
             &demo.clients[0].password_hash,
-            b"demo-pass"
+            b"demopass"
         ));
         let production = Config::load_with_env(&dir.join("production.toml"), NO_ENV).unwrap();
         assert!(production.clients.is_empty());

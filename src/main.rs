@@ -150,6 +150,14 @@ fn read_password() -> Result<String, String> {
     if password.is_empty() {
         return Err("the password is empty".to_string());
     }
+    // SMPP 3.4 carries the bind password in 9 octets with its NUL: a longer
+    // one could never be sent (smpplib silently cuts it; we refuse the bind).
+    if password.len() > 8 {
+        return Err(format!(
+            "the password is {} octets; an SMPP bind password has at most 8",
+            password.len()
+        ));
+    }
     std::io::stderr().flush().ok();
     Ok(password)
 }

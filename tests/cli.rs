@@ -120,7 +120,7 @@ fn passwd_hashes_stdin() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"s3cret pass\nsecond line is ignored\n")
+        .write_all(b"s3 cret!\nsecond line is ignored\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -128,8 +128,24 @@ fn passwd_hashes_stdin() {
     let phc = stdout.trim_end();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
-    assert!(smsmax::password::verify_password(phc, b"s3cret pass"));
-    assert!(!smsmax::password::verify_password(phc, b"s3cret pass\n"));
+    assert!(smsmax::password::verify_password(phc, b"s3 cret!"));
+    assert!(!smsmax::password::verify_password(phc, b"s3 cret!\n"));
+}
+
+#[test]
+fn passwd_refuses_what_smpp_cannot_carry() {
+    let mut child = smsmax()
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"ninechars\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("at most 8"), "{}", stderr(&out));
 }
 
 #[test]

@@ -59,14 +59,14 @@ fn hex(text: &str) -> Vec<u8> {
 /// What arrived within `wait`: a PDU, a close, or nothing.
 #[derive(Debug)]
 enum Heard {
-    Pdu(Pdu),
+    Pdu(Box<Pdu>),
     Closed,
     Nothing,
 }
 
 async fn listen(esme: &mut Esme<TcpStream>, wait: Duration) -> Heard {
     match tokio::time::timeout(wait, esme.framed.next()).await {
-        Ok(Some(Ok(Ok(pdu)))) => Heard::Pdu(pdu),
+        Ok(Some(Ok(Ok(pdu)))) => Heard::Pdu(Box::new(pdu)),
         Ok(Some(Ok(Err(e)))) => panic!("the gateway sent a malformed PDU: {e}"),
         Ok(Some(Err(_)) | None) => Heard::Closed,
         Err(_) => Heard::Nothing,
