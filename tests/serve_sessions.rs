@@ -488,3 +488,33 @@ async fn failed_binds_are_rate_limited_per_system_id() {
         CommandStatus::ESME_RBINDFAIL
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path(), "");
+    config.smpp.max_connections = 2;
+    let running = smsmax::serve::start(config).await.unwrap();
+    let mut first = connect(running.smpp_addr).await;
+    let mut second = connect(running.smpp_addr).await;
+    assert_eq!(
+        first.bind("transmitter", "alice", PASSWORD).await,
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(
+        second.bind("transmitter", "alice", PASSWORD).await,
+        CommandStatus::ESME_ROK
+    );
+    let mut third = connect(running.smpp_addr).await;
+    assert!(third.recv().await.is_none(), "closed without a word");
+    // A slot frees when a connection ends.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = connect(running.smpp_addr).await;
+    assert_eq!(
+        fourth.bind("transmitter", "alice", PASSWORD).await,
+        CommandStatus::ESME_ROK
+    );
+    drop((second, fourth));
+    running.stop().await.unwrap();
+}
