@@ -15,8 +15,13 @@ async fn the_demo_client_binds_with_its_documented_password() {
     config.storage.data_dir = dir.path().join("data");
     let running = smsmax::serve::start(config).await.unwrap();
     let mut esme = common::connect(running.smpp_addr).await;
-    assert_eq!(esme.bind("transceiver", "demo", "demopass").await, CommandStatus::ESME_ROK);
-    let resp = esme.call(common::submit_sm("447700900002", "hello from the demo")).await;
+    assert_eq!(
+        esme.bind("transceiver", "demo", "demopass").await,
+        CommandStatus::ESME_ROK
+    );
+    let resp = esme
+        .call(common::submit_sm("447700900002", "hello from the demo"))
+        .await;
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
     drop(esme);
     running.stop().await.unwrap();
