@@ -4,6 +4,8 @@
 
 pub use smsmax_protocol as protocol;
 
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod esme;
 pub mod ids;
@@ -11,6 +13,7 @@ pub mod logging;
 pub mod password;
 pub mod queue;
 pub mod serve;
+pub mod sim;
 pub mod smpp_time;
 pub mod store;
 

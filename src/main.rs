@@ -49,6 +49,25 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Run an SMSC simulator to relay to, test against or benchmark with.
+    ///
+    /// Accepts binds, answers submit_sm with message ids, sends a delivery
+    /// receipt per submit that asks for one (after --receipt-delay-ms, with
+    /// the --mix of outcomes) and injects faults on demand. Logs
+    /// `sim listening addr=...` on standard error; on SIGINT, SIGTERM or
+    /// after --duration prints a summary of what it counted (--json for JSON).
+    Sim(Box<smsmax::sim::SimArgs>),
+    /// Load an SMSC (this gateway, `smsmax sim`) with submit_sm and report what happened.
+    ///
+    /// Binds --binds sessions with --window outstanding submit_sm each, sends
+    /// --count messages (or for --duration) at --rate per second or as fast as
+    /// the windows allow, in a --mix of GSM 7-bit, UCS-2 and 3-part long texts,
+    /// with --receipts counts delivery receipts, then prints submitted,
+    /// acknowledged, throttled, rejected by status, throughput, submit latency
+    /// percentiles and receipts by state (--json for JSON). Exits 1 when a bind
+    /// fails, a request times out, a session is lost or, with --receipts, an
+    /// acknowledged message gets no receipt (or a duplicate) within --receipt-timeout.
+    Bench(Box<smsmax::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +75,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Passwd => passwd(),
+        Command::Sim(args) => sim(&args),
+        Command::Bench(args) => bench(*args),
         Command::CheckConfig { file } => match load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -160,4 +181,92 @@ fn read_password() -> Result<String, String> {
     }
     std::io::stderr().flush().ok();
     Ok(password)
+}
+
+fn sim(args: &smsmax::sim::SimArgs) -> ExitCode {
+    let settings = args.config().and_then(|config| Ok((config, args.duration()?)));
+    let (config, duration) = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("smsmax sim: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let log = smsmax::config::LogConfig {
+        level: args.log_level.clone(),
+        format: LogFormat::Text,
+    };
+    if let Err(e) = smsmax::logging::init(&log) {
+        eprintln!("smsmax sim: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smsmax sim: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(smsmax::sim::run(config, duration)) {
+        Ok(stats) if args.json => match serde_json::to_string_pretty(&stats) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("smsmax sim: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(stats) => {
+            println!("{stats}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsmax sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: smsmax::bench::BenchArgs) -> ExitCode {
+    let json = args.json;
+    let log = smsmax::config::LogConfig {
+        level: args.log_level.clone(),
+        format: LogFormat::Text,
+    };
+    if let Err(e) = smsmax::logging::init(&log) {
+        eprintln!("smsmax bench: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smsmax bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(smsmax::bench::run(args.into())) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("smsmax bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("smsmax bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{report}");
+    }
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

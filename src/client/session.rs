@@ -1,0 +1,298 @@
+//! The session task of a client: the reader loop. It matches responses to
+//! waiting callers, answers enquire_link and unbind, hands deliver_sm and
+//! data_sm to the consumer and sends their responses when the consumer
+//! decides (or the fallback when it does not), keeps the link alive with
+//! enquire_link, and ends the session.
+
+use std::{future::Future, io, pin::Pin, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::{stream::FuturesUnordered, StreamExt};
+use smsmax_protocol::{Body, CommandId, CommandStatus, Pdu, SmppCodec};
+use tokio::{
+    io::AsyncRead,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_util::codec::FramedRead;
+
+use super::{encode, inbound_response, writer::Outgoing, CloseReason, Inbound, Responder, Shared, Stop};
+
+/// The response to one inbound request, once the consumer answers or the
+/// fallback applies.
+type Answer = Pin<Box<dyn Future<Output = Bytes> + Send>>;
+
+/// Runs until the session ends, then fails every waiting caller, flushes
+/// and closes the writer.
+pub(super) async fn run<R>(
+    read_half: R,
+    writer: JoinHandle<io::Result<()>>,
+    shared: Arc<Shared>,
+    inbound: mpsc::Sender<Inbound>,
+    stop: watch::Receiver<Stop>,
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    let settings = shared.settings.clone();
+    let mut session = Session {
+        frames: FramedRead::new(read_half, SmppCodec::new(settings.max_command_length)),
+        shared: shared.clone(),
+        inbound,
+        answers: FuturesUnordered::new(),
+        enquire: None,
+        unbind: None,
+        last_heard: Instant::now(),
+    };
+    let mut writer = writer;
+    let (end, writer_done) = session.run(&mut writer, stop).await;
+    match &end {
+        CloseReason::Unbound | CloseReason::BindFailed | CloseReason::HandleDropped => {
+            tracing::debug!(reason = %end, "client session closed")
+        }
+        _ => tracing::info!(reason = %end, "client session closed"),
+    }
+    shared.close(end);
+    drop(session);
+    if !writer_done {
+        let flush = async {
+            let _ = shared.writer.send(Outgoing::Close).await;
+            let _ = (&mut writer).await;
+        };
+        if tokio::time::timeout(settings.response_timeout, flush).await.is_err() {
+            writer.abort();
+        }
+    }
+}
+
+struct Session<R> {
+    frames: FramedRead<R, SmppCodec>,
+    shared: Arc<Shared>,
+    inbound: mpsc::Sender<Inbound>,
+    answers: FuturesUnordered<Answer>,
+    /// Our outstanding enquire_link: sequence number and deadline.
+    enquire: Option<(u32, Instant)>,
+    /// Our outstanding unbind: sequence number and deadline.
+    unbind: Option<(u32, Instant)>,
+    last_heard: Instant,
+}
+
+/// The writer is gone: the session cannot continue.
+struct WriterGone;
+
+impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
+    /// The loop. Returns why it ended and whether the writer task already finished.
+    async fn run(
+        &mut self,
+        writer: &mut JoinHandle<io::Result<()>>,
+        mut stop: watch::Receiver<Stop>,
+    ) -> (CloseReason, bool) {
+        let mut stopping = false;
+        loop {
+            let timer = self.next_timer();
+            tokio::select! {
+                result = &mut *writer => {
+                    let reason = match result {
+                        Ok(Ok(())) => CloseReason::Io("the writer stopped".to_string()),
+                        Ok(Err(e)) => CloseReason::Io(e.to_string()),
+                        Err(e) => CloseReason::Io(format!("writer task: {e}")),
+                    };
+                    return (reason, true);
+                }
+                changed = stop.changed(), if !stopping => {
+                    let what = match changed {
+                        Ok(()) => *stop.borrow_and_update(),
+                        // Every handle is gone.
+                        Err(_) => Stop::Unbind,
+                    };
+                    match what {
+                        Stop::Run => {}
+                        Stop::Abort => return (CloseReason::BindFailed, false),
+                        Stop::Unbind => {
+                            stopping = true;
+                            if self.start_unbind().await.is_err() {
+                                return (CloseReason::Io("the writer stopped".to_string()), false);
+                            }
+                        }
+                    }
+                }
+                Some(answer) = self.answers.next(), if !self.answers.is_empty() => {
+                    if self.send(answer).await.is_err() {
+                        return (CloseReason::Io("the writer stopped".to_string()), false);
+                    }
+                }
+                frame = self.frames.next() => {
+                    match frame {
+                        None => return (CloseReason::PeerClosed, false),
+                        Some(Err(e)) => return (CloseReason::Framing(e.to_string()), false),
+                        Some(Ok(Err(e))) => {
+                            self.last_heard = Instant::now();
+                            tracing::warn!(error = %e, "malformed PDU from the SMSC");
+                            if let Some(answer) = e.response() {
+                                if self.send(encode(&answer)).await.is_err() {
+                                    return (CloseReason::Io("the writer stopped".to_string()), false);
+                                }
+                            }
+                        }
+                        Some(Ok(Ok(pdu))) => {
+                            self.last_heard = Instant::now();
+                            match self.on_pdu(pdu).await {
+                                Ok(Some(end)) => return (end, false),
+                                Ok(None) => {}
+                                Err(WriterGone) => return (CloseReason::Io("the writer stopped".to_string()), false),
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(timer) => {
+                    match self.on_timer().await {
+                        Ok(Some(end)) => return (end, false),
+                        Ok(None) => {}
+                        Err(WriterGone) => return (CloseReason::Io("the writer stopped".to_string()), false),
+                    }
+                }
+            }
+        }
+    }
+
+    fn settings(&self) -> &super::ClientSettings {
+        &self.shared.settings
+    }
+
+    async fn send(&mut self, frame: Bytes) -> Result<(), WriterGone> {
+        let timeout = self.settings().response_timeout;
+        match tokio::time::timeout(timeout, self.shared.writer.send(Outgoing::Frame(frame))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(WriterGone),
+        }
+    }
+
+    fn next_timer(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let interval = self.settings().enquire_link_interval;
+        let mut timer = far;
+        if let Some((_, deadline)) = self.enquire {
+            timer = timer.min(deadline);
+        } else if !interval.is_zero() && self.unbind.is_none() {
+            timer = timer.min(self.last_heard + interval);
+        }
+        if let Some((_, deadline)) = self.unbind {
+            timer = timer.min(deadline);
+        }
+        timer
+    }
+
+    async fn on_timer(&mut self) -> Result<Option<CloseReason>, WriterGone> {
+        let now = Instant::now();
+        if let Some((sequence, deadline)) = self.unbind {
+            if now >= deadline {
+                tracing::warn!(sequence, "no unbind_resp in time; closing anyway");
+                return Ok(Some(CloseReason::Unbound));
+            }
+        }
+        if let Some((sequence, deadline)) = self.enquire {
+            if now >= deadline {
+                tracing::warn!(sequence, "no enquire_link_resp in time");
+                return Ok(Some(CloseReason::EnquireLinkTimeout));
+            }
+            return Ok(None);
+        }
+        let interval = self.settings().enquire_link_interval;
+        if !interval.is_zero() && self.unbind.is_none() && now >= self.last_heard + interval {
+            let sequence = self.shared.next_sequence();
+            self.enquire = Some((sequence, now + self.settings().response_timeout));
+            self.send(encode(&Pdu::new(sequence, Body::EnquireLink))).await?;
+        }
+        Ok(None)
+    }
+
+    async fn start_unbind(&mut self) -> Result<(), WriterGone> {
+        let sequence = self.shared.next_sequence();
+        self.unbind = Some((sequence, Instant::now() + self.settings().response_timeout));
+        self.send(encode(&Pdu::new(sequence, Body::Unbind))).await
+    }
+
+    async fn on_pdu(&mut self, pdu: Pdu) -> Result<Option<CloseReason>, WriterGone> {
+        let sequence = pdu.sequence_number;
+        let command = pdu.command_id();
+        if command.is_response() {
+            if self.enquire.is_some_and(|(s, _)| s == sequence) {
+                self.enquire = None;
+                return Ok(None);
+            }
+            if self.unbind.is_some_and(|(s, _)| s == sequence) {
+                return Ok(Some(CloseReason::Unbound));
+            }
+            match self.shared.take_pending(sequence) {
+                // The caller may have timed out just now; nothing to do then.
+                Some(waiting) => drop(waiting.send(pdu)),
+                None => tracing::debug!(%command, sequence, "response to nothing outstanding"),
+            }
+            return Ok(None);
+        }
+        match command {
+            CommandId::EnquireLink => {
+                self.send(encode(&Pdu::new(sequence, Body::EnquireLinkResp))).await?;
+                Ok(None)
+            }
+            CommandId::Unbind => {
+                self.send(encode(&Pdu::new(sequence, Body::UnbindResp))).await?;
+                Ok(Some(CloseReason::UnboundByPeer))
+            }
+            CommandId::DeliverSm | CommandId::DataSm => {
+                self.on_inbound(pdu).await?;
+                Ok(None)
+            }
+            // No response exists for these.
+            CommandId::AlertNotification | CommandId::Outbind => Ok(None),
+            other => {
+                tracing::warn!(command = %other, "operation not accepted from an SMSC");
+                self.send(inbound_response(other, sequence, CommandStatus::ESME_RINVCMDID))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Hands a deliver_sm / data_sm to the consumer, bounded in count and time.
+    async fn on_inbound(&mut self, pdu: Pdu) -> Result<(), WriterGone> {
+        let sequence = pdu.sequence_number;
+        let command = pdu.command_id();
+        let settings = self.settings().clone();
+        let fallback = settings.inbound_fallback_status;
+        if self.answers.len() >= settings.inbound_window {
+            tracing::warn!(%command, sequence, "too many inbound requests unanswered");
+            return self.send(inbound_response(command, sequence, fallback)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let item = Inbound {
+            pdu,
+            responder: Responder { tx },
+        };
+        let handed = match self.inbound.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                // The consumer is behind: wait for it (not reading meanwhile), bounded.
+                matches!(
+                    tokio::time::timeout(settings.inbound_timeout, self.inbound.send(item)).await,
+                    Ok(Ok(()))
+                )
+            }
+        };
+        if !handed {
+            tracing::warn!(%command, sequence, "inbound request not taken by the consumer");
+            return self.send(inbound_response(command, sequence, fallback)).await;
+        }
+        let deadline = Instant::now() + settings.inbound_timeout;
+        self.answers.push(Box::pin(async move {
+            let status = match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(status)) => status,
+                // Dropped unanswered, or too late.
+                _ => fallback,
+            };
+            inbound_response(command, sequence, status)
+        }));
+        Ok(())
+    }
+}
