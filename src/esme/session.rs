@@ -365,6 +365,28 @@ impl Session {
         }
     }
 
+    /// A validated message that may go on: refused (and answered) when
+    /// validation failed or the client is over its throughput.
+    async fn admit(
+        &mut self,
+        id: CommandId,
+        sequence: u32,
+        record: Result<MessageRecord, CommandStatus>,
+        client: &super::auth::Client,
+    ) -> Result<Option<MessageRecord>, ()> {
+        let record = match record {
+            Ok(record) => record,
+            Err(status) => return self.refuse(id, sequence, status).await.map(|_| None),
+        };
+        if !client.take_throughput(record.parts) {
+            return self
+                .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
+                .await
+                .map(|_| None);
+        }
+        Ok(Some(record))
+    }
+
     /// Starts a transmitter request; its answer is sent when it completes.
     async fn on_request(&mut self, sequence: u32, body: Body) -> Result<(), ()> {
         let gateway = self.gateway.clone();
@@ -375,51 +397,32 @@ impl Session {
         let now = now_ms();
         let answer: Answer = match body {
             Body::SubmitSm(sm) => {
-                let record = match validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now) {
-                    Ok(record) => record,
-                    Err(status) => return self.refuse(CommandId::SubmitSm, sequence, status).await,
-                };
-                if !client.take_throughput(record.parts) {
-                    return self
-                        .refuse(CommandId::SubmitSm, sequence, CommandStatus::ESME_RTHROTTLED)
-                        .await;
+                let record = validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now);
+                match self.admit(CommandId::SubmitSm, sequence, record, &client).await? {
+                    Some(record) => Box::pin(async move {
+                        accept(&gateway, sequence, record, CommandId::SubmitSmResp, |message_id| {
+                            SubmitSmResp { message_id }.into()
+                        })
+                        .await
+                    }),
+                    None => return Ok(()),
                 }
-                Box::pin(async move {
-                    let id = record.id.clone();
-                    match enqueue(&gateway, vec![record]).await {
-                        Ok(()) => Pdu::new(
-                            sequence,
-                            SubmitSmResp {
-                                message_id: message_id(&id),
-                            },
-                        ),
-                        Err(status) => Pdu::error_response(CommandId::SubmitSmResp, sequence, status),
-                    }
-                })
             }
             Body::DataSm(sm) => {
-                let record = match validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now) {
-                    Ok(record) => record,
-                    Err(status) => return self.refuse(CommandId::DataSm, sequence, status).await,
-                };
-                if !client.take_throughput(record.parts) {
-                    return self
-                        .refuse(CommandId::DataSm, sequence, CommandStatus::ESME_RTHROTTLED)
-                        .await;
-                }
-                Box::pin(async move {
-                    let id = record.id.clone();
-                    match enqueue(&gateway, vec![record]).await {
-                        Ok(()) => Pdu::new(
-                            sequence,
+                let record = validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now);
+                match self.admit(CommandId::DataSm, sequence, record, &client).await? {
+                    Some(record) => Box::pin(async move {
+                        accept(&gateway, sequence, record, CommandId::DataSmResp, |message_id| {
                             DataSmResp {
-                                message_id: message_id(&id),
+                                message_id,
                                 tlvs: Vec::new(),
-                            },
-                        ),
-                        Err(status) => Pdu::error_response(CommandId::DataSmResp, sequence, status),
-                    }
-                })
+                            }
+                            .into()
+                        })
+                        .await
+                    }),
+                    None => return Ok(()),
+                }
             }
             Body::SubmitMulti(sm) => {
                 let destinations = match validate::submit_multi(&sm, &system_id, || gateway.ids.next_id(), now) {
@@ -509,6 +512,21 @@ async fn with_timeout<T>(
 /// Durable enqueue: the caller answers only after this returns `Ok`.
 async fn enqueue(gateway: &Gateway, records: Vec<MessageRecord>) -> Result<(), CommandStatus> {
     with_timeout(gateway, gateway.queue.enqueue(records)).await
+}
+
+/// Stores one message and answers with its id (or the storage error).
+async fn accept(
+    gateway: &Gateway,
+    sequence: u32,
+    record: MessageRecord,
+    response_id: CommandId,
+    body: impl FnOnce(MessageId) -> Body,
+) -> Pdu {
+    let id = message_id(&record.id);
+    match enqueue(gateway, vec![record]).await {
+        Ok(()) => Pdu::new(sequence, body(id)),
+        Err(status) => Pdu::error_response(response_id, sequence, status),
+    }
 }
 
 async fn submit_multi_answer(

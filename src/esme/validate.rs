@@ -37,31 +37,31 @@ struct Submission<'a> {
     tlvs: &'a [Tlv],
 }
 
+/// The [`Submission`] of submit_sm and submit_multi, which share these fields.
+macro_rules! submission {
+    ($sm:expr) => {
+        Submission {
+            service_type: $sm.service_type.as_bytes(),
+            esm_class: $sm.esm_class,
+            protocol_id: $sm.protocol_id,
+            priority_flag: $sm.priority_flag,
+            schedule_delivery_time: $sm.schedule_delivery_time.as_bytes(),
+            validity_period: $sm.validity_period.as_bytes(),
+            registered_delivery: $sm.registered_delivery,
+            replace_if_present_flag: $sm.replace_if_present_flag,
+            data_coding: $sm.data_coding,
+            sm_default_msg_id: $sm.sm_default_msg_id,
+            short_message: &$sm.short_message,
+            tlvs: &$sm.tlvs,
+        }
+    };
+}
+
 /// Validates a submit_sm and makes its record (state ACCEPTED).
 pub fn submit_sm(sm: &SubmitSm, system_id: &str, id: String, now_ms: u64) -> Result<MessageRecord, CommandStatus> {
     let source = source_address(&sm.source)?;
     let dest = dest_address(&sm.dest)?;
-    record(
-        Submission {
-            service_type: sm.service_type.as_bytes(),
-            esm_class: sm.esm_class,
-            protocol_id: sm.protocol_id,
-            priority_flag: sm.priority_flag,
-            schedule_delivery_time: sm.schedule_delivery_time.as_bytes(),
-            validity_period: sm.validity_period.as_bytes(),
-            registered_delivery: sm.registered_delivery,
-            replace_if_present_flag: sm.replace_if_present_flag,
-            data_coding: sm.data_coding,
-            sm_default_msg_id: sm.sm_default_msg_id,
-            short_message: &sm.short_message,
-            tlvs: &sm.tlvs,
-        },
-        system_id,
-        id,
-        source,
-        dest,
-        now_ms,
-    )
+    record(submission!(sm), system_id, id, source, dest, now_ms)
 }
 
 /// Validates a data_sm (message in message_payload) and makes its record.
@@ -113,20 +113,7 @@ pub fn submit_multi(
 ) -> Result<Vec<MultiDestination>, CommandStatus> {
     use smsmax_protocol::pdu::DestAddress;
     let source = source_address(&sm.source)?;
-    let submission = || Submission {
-        service_type: sm.service_type.as_bytes(),
-        esm_class: sm.esm_class,
-        protocol_id: sm.protocol_id,
-        priority_flag: sm.priority_flag,
-        schedule_delivery_time: sm.schedule_delivery_time.as_bytes(),
-        validity_period: sm.validity_period.as_bytes(),
-        registered_delivery: sm.registered_delivery,
-        replace_if_present_flag: sm.replace_if_present_flag,
-        data_coding: sm.data_coding,
-        sm_default_msg_id: sm.sm_default_msg_id,
-        short_message: &sm.short_message,
-        tlvs: &sm.tlvs,
-    };
+    let submission = || submission!(sm);
     // Check the message once, against a placeholder destination.
     record(
         submission(),
