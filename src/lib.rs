@@ -12,10 +12,12 @@ pub mod ids;
 pub mod logging;
 pub mod password;
 pub mod queue;
+pub mod relay;
 pub mod serve;
 pub mod sim;
 pub mod smpp_time;
 pub mod store;
+pub mod upstream;
 
 /// The version of this build, as printed by `smsmax --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

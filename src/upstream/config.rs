@@ -1,0 +1,400 @@
+//! The configuration of one upstream SMSC, ready to be embedded in the main
+//! configuration as `[[upstreams]]`:
+//!
+//! ```toml
+//! [[upstreams]]
+//! name = "carrier-a"
+//! host = "smsc.carrier-a.example"
+//! port = 2775
+//! system_id = "smsmax"
+//! password = "secret"
+//! bind_mode = "transceiver"      # or "transmitter_receiver"
+//! binds = 4                      # sessions (pairs with transmitter_receiver)
+//! window = 64                    # requests outstanding per bind
+//! throughput = 500               # submit_sm per second for the whole upstream; 0: no cap
+//! ```
+//!
+//! Every field but `name`, `host`, `port`, `system_id` and `password` has a
+//! default. Times are in milliseconds so that tests can use short ones.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{BindRequest, BindType, ClientSettings};
+
+/// How the sessions towards one upstream are bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// `binds` transceiver sessions: each submits and receives receipts.
+    #[default]
+    Transceiver,
+    /// `binds` transmitter sessions plus `binds` receiver sessions.
+    TransmitterReceiver,
+}
+
+/// One upstream SMSC and the pool of binds towards it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name, used in routes, logs and on inbound messages.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Connect over TLS (rustls). The server certificate is verified against
+    /// the PEM certificates in `tls_ca_file`, which is then required.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA certificates trusted for this upstream.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name checked against the server certificate; `host` when absent.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// At most 15 characters.
+    pub system_id: String,
+    /// At most 8 characters. The carrier needs it in clear, so it is kept in
+    /// clear (unlike client passwords); it is never logged.
+    pub password: String,
+    /// At most 12 characters; empty by default.
+    #[serde(default)]
+    pub system_type: String,
+    /// `0x34` (SMPP 3.4) by default.
+    #[serde(default = "default_interface_version")]
+    pub interface_version: u8,
+    #[serde(default)]
+    pub bind_mode: BindMode,
+    /// Sessions kept bound (transceivers, or transmitter + receiver pairs).
+    #[serde(default = "default_binds")]
+    pub binds: usize,
+    /// Requests outstanding per bind.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// submit_sm per second across all binds of this upstream (GCRA); 0: no cap.
+    #[serde(default)]
+    pub throughput: u32,
+    /// Idle time after which an enquire_link is sent; 0 disables it.
+    #[serde(default = "default_enquire_link_interval_ms")]
+    pub enquire_link_interval_ms: u64,
+    /// Longest wait for a connect, a bind_resp, a window slot or a response.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// First reconnect delay; doubles per failed attempt up to `reconnect_max_ms`.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Share of each reconnect delay taken off at random (0.0..=1.0), so that
+    /// binds do not reconnect in lockstep; the delay never exceeds the maximum.
+    #[serde(default = "default_reconnect_jitter")]
+    pub reconnect_jitter: f64,
+    /// How long a bind stops taking submits after ESME_RTHROTTLED or
+    /// ESME_RMSGQFUL; doubles while the upstream keeps throttling, up to
+    /// `throttle_backoff_max_ms`, and resets on the next accepted submit.
+    #[serde(default = "default_throttle_backoff_min_ms")]
+    pub throttle_backoff_min_ms: u64,
+    #[serde(default = "default_throttle_backoff_max_ms")]
+    pub throttle_backoff_max_ms: u64,
+    /// Capacity of the channel merging deliver_sm / data_sm of every bind.
+    #[serde(default = "default_inbound_queue")]
+    pub inbound_queue: usize,
+}
+
+fn default_interface_version() -> u8 {
+    0x34
+}
+fn default_binds() -> usize {
+    1
+}
+fn default_window() -> usize {
+    64
+}
+fn default_enquire_link_interval_ms() -> u64 {
+    30_000
+}
+fn default_response_timeout_ms() -> u64 {
+    10_000
+}
+fn default_reconnect_min_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+fn default_reconnect_jitter() -> f64 {
+    0.25
+}
+fn default_throttle_backoff_min_ms() -> u64 {
+    1_000
+}
+fn default_throttle_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_inbound_queue() -> usize {
+    1024
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("system_id", &self.system_id)
+            .field("password", &"<redacted>")
+            .field("system_type", &self.system_type)
+            .field("interface_version", &self.interface_version)
+            .field("bind_mode", &self.bind_mode)
+            .field("binds", &self.binds)
+            .field("window", &self.window)
+            .field("throughput", &self.throughput)
+            .field("enquire_link_interval_ms", &self.enquire_link_interval_ms)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .field("reconnect_min_ms", &self.reconnect_min_ms)
+            .field("reconnect_max_ms", &self.reconnect_max_ms)
+            .field("reconnect_jitter", &self.reconnect_jitter)
+            .field("throttle_backoff_min_ms", &self.throttle_backoff_min_ms)
+            .field("throttle_backoff_max_ms", &self.throttle_backoff_max_ms)
+            .field("inbound_queue", &self.inbound_queue)
+            .finish()
+    }
+}
+
+impl UpstreamConfig {
+    /// An upstream with every optional field at its default.
+    pub fn new(
+        name: impl Into<String>,
+        host: impl Into<String>,
+        port: u16,
+        system_id: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        UpstreamConfig {
+            name: name.into(),
+            host: host.into(),
+            port,
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
+            system_id: system_id.into(),
+            password: password.into(),
+            system_type: String::new(),
+            interface_version: default_interface_version(),
+            bind_mode: BindMode::default(),
+            binds: default_binds(),
+            window: default_window(),
+            throughput: 0,
+            enquire_link_interval_ms: default_enquire_link_interval_ms(),
+            response_timeout_ms: default_response_timeout_ms(),
+            reconnect_min_ms: default_reconnect_min_ms(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+            reconnect_jitter: default_reconnect_jitter(),
+            throttle_backoff_min_ms: default_throttle_backoff_min_ms(),
+            throttle_backoff_max_ms: default_throttle_backoff_max_ms(),
+            inbound_queue: default_inbound_queue(),
+        }
+    }
+
+    /// Refuses values that cannot work; messages name the upstream and the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let name = &self.name;
+        anyhow::ensure!(!name.is_empty(), "an upstream has an empty name");
+        anyhow::ensure!(!self.host.is_empty(), "upstream {name}: host is empty");
+        anyhow::ensure!(self.port != 0, "upstream {name}: port must not be 0");
+        anyhow::ensure!(
+            !self.system_id.is_empty() && self.system_id.len() <= 15,
+            "upstream {name}: system_id must have 1 to 15 characters"
+        );
+        anyhow::ensure!(
+            self.password.len() <= 8,
+            "upstream {name}: password longer than SMPP's 8 characters"
+        );
+        anyhow::ensure!(
+            self.system_type.len() <= 12,
+            "upstream {name}: system_type longer than SMPP's 12 characters"
+        );
+        anyhow::ensure!(self.binds >= 1, "upstream {name}: binds must be at least 1");
+        anyhow::ensure!(self.window >= 1, "upstream {name}: window must be at least 1");
+        anyhow::ensure!(
+            self.response_timeout_ms >= 1,
+            "upstream {name}: response_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.reconnect_min_ms >= 1,
+            "upstream {name}: reconnect_min_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.reconnect_max_ms >= self.reconnect_min_ms,
+            "upstream {name}: reconnect_max_ms is below reconnect_min_ms"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.reconnect_jitter),
+            "upstream {name}: reconnect_jitter must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.throttle_backoff_min_ms >= 1,
+            "upstream {name}: throttle_backoff_min_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.throttle_backoff_max_ms >= self.throttle_backoff_min_ms,
+            "upstream {name}: throttle_backoff_max_ms is below throttle_backoff_min_ms"
+        );
+        anyhow::ensure!(
+            self.inbound_queue >= 1,
+            "upstream {name}: inbound_queue must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.tls || self.tls_ca_file.is_some(),
+            "upstream {name}: tls needs tls_ca_file (the PEM CA certificates to trust)"
+        );
+        Ok(())
+    }
+
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+
+    pub fn reconnect_min(&self) -> Duration {
+        Duration::from_millis(self.reconnect_min_ms)
+    }
+
+    pub fn reconnect_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_max_ms)
+    }
+
+    pub fn throttle_backoff_min(&self) -> Duration {
+        Duration::from_millis(self.throttle_backoff_min_ms)
+    }
+
+    pub fn throttle_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.throttle_backoff_max_ms)
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The bind PDU fields of one session of `bind_type`.
+    pub fn bind_request(&self, bind_type: BindType) -> BindRequest {
+        let mut bind = BindRequest::new(bind_type, self.system_id.clone(), self.password.clone());
+        bind.system_type = self.system_type.clone();
+        bind.interface_version = self.interface_version;
+        bind
+    }
+
+    /// The session limits of every bind.
+    pub fn client_settings(&self) -> ClientSettings {
+        ClientSettings {
+            window: self.window,
+            response_timeout: self.response_timeout(),
+            enquire_link_interval: Duration::from_millis(self.enquire_link_interval_ms),
+            ..ClientSettings::default()
+        }
+    }
+
+    /// The bind types of the sessions, in order: `binds` transceivers, or
+    /// `binds` transmitters followed by `binds` receivers.
+    pub fn sessions(&self) -> Vec<BindType> {
+        match self.bind_mode {
+            BindMode::Transceiver => vec![BindType::Transceiver; self.binds],
+            BindMode::TransmitterReceiver => {
+                let mut v = vec![BindType::Transmitter; self.binds];
+                v.extend(std::iter::repeat_n(BindType::Receiver, self.binds));
+                v
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_toml_gets_defaults() {
+        let c: UpstreamConfig = toml::from_str(
+            r#"
+            name = "a"
+            host = "127.0.0.1"
+            port = 2775
+            system_id = "smsmax"
+            password = "pw"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c, UpstreamConfig::new("a", "127.0.0.1", 2775, "smsmax", "pw"));
+        assert_eq!(c.interface_version, 0x34);
+        assert_eq!(c.bind_mode, BindMode::Transceiver);
+        assert_eq!(c.sessions(), vec![BindType::Transceiver]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn full_toml_and_unknown_fields() {
+        let c: UpstreamConfig = toml::from_str(
+            r#"
+            name = "b"
+            host = "smsc"
+            port = 2775
+            tls = true
+            tls_ca_file = "/etc/ca.pem"
+            system_id = "x"
+            password = "y"
+            system_type = "VMA"
+            interface_version = 0x33
+            bind_mode = "transmitter_receiver"
+            binds = 2
+            window = 10
+            throughput = 100
+            enquire_link_interval_ms = 5000
+            response_timeout_ms = 2000
+            reconnect_min_ms = 100
+            reconnect_max_ms = 1000
+            reconnect_jitter = 0.5
+            throttle_backoff_min_ms = 200
+            throttle_backoff_max_ms = 400
+            inbound_queue = 16
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.sessions(),
+            vec![
+                BindType::Transmitter,
+                BindType::Transmitter,
+                BindType::Receiver,
+                BindType::Receiver
+            ]
+        );
+        assert!(!format!("{c:?}").contains("\"y\""));
+        let bad = toml::from_str::<UpstreamConfig>("name='a'\nhost='h'\nport=1\nsystem_id='s'\npassword='p'\nbogus=1");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn validation_refuses_nonsense() {
+        let ok = UpstreamConfig::new("a", "h", 1, "s", "p");
+        let mut c = ok.clone();
+        c.binds = 0;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.reconnect_max_ms = 1;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.tls = true;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.password = "123456789".into();
+        assert!(c.validate().is_err());
+        let mut c = ok;
+        c.reconnect_jitter = 1.5;
+        assert!(c.validate().is_err());
+    }
+}
