@@ -27,6 +27,43 @@ pub struct Config {
     /// The ESMEs allowed to bind.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Carrier SMSCs messages are relayed to; none: the relay does not run.
+    #[serde(default)]
+    pub upstreams: Vec<crate::upstream::UpstreamConfig>,
+    /// Routing rules from destinations to upstreams.
+    #[serde(default)]
+    pub routes: Vec<crate::relay::routing::RouteConfig>,
+    /// When failed submits are retried.
+    #[serde(default)]
+    pub retry: crate::relay::retry::RetryPolicy,
+    /// The relay workers.
+    #[serde(default)]
+    pub relay: RelayConfig,
+}
+
+/// The `[relay]` section: how queued messages are taken and submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Most messages reserved from the queue at once.
+    pub batch: usize,
+    /// How long a reserved message stays leased (a crashed relay's messages come back after it).
+    pub lease_secs: u64,
+    /// Most messages being submitted at once.
+    pub concurrency: usize,
+    /// Pause before looking again when nothing is due, in milliseconds.
+    pub idle_poll_ms: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch: 256,
+            lease_secs: 60,
+            concurrency: 512,
+            idle_poll_ms: 50,
+        }
+    }
 }
 
 /// This gateway node.
@@ -753,6 +790,57 @@ impl Config {
                 ));
             }
         }
+
+        // [[upstreams]]
+        let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if let Some(first) = names.insert(u.name.as_str(), i) {
+                return Err(ConfigError::invalid(
+                    format!("upstreams[{i}].name"),
+                    format!(
+                        "{:?} is already used by upstreams[{first}]; names must be unique",
+                        u.name
+                    ),
+                ));
+            }
+            if let Err(e) = u.validate() {
+                return Err(ConfigError::invalid(format!("upstreams[{i}]"), format!("{e:#}")));
+            }
+        }
+
+        // [[routes]]
+        let route_error = |e: crate::relay::routing::RouteError| {
+            use crate::relay::routing::RouteError as E;
+            let (route, field) = match &e {
+                E::NoUpstreams { route }
+                | E::AllWeightsZero { route }
+                | E::DuplicateUpstream { route, .. }
+                | E::EmptyUpstreamName { route }
+                | E::UnknownUpstream { route, .. } => (*route, "upstreams"),
+                E::EmptySystemIds { route } => (*route, "system_ids"),
+                E::EmptySourcePrefixes { route } => (*route, "source_prefixes"),
+                E::DuplicateMatcher { route, .. } => (*route, "prefix"),
+            };
+            let prefix = format!("routes[{route}]: ");
+            let text = e.to_string();
+            let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+            ConfigError::invalid(format!("routes[{route}].{field}"), message)
+        };
+        let router = crate::relay::routing::Router::new(self.routes.clone()).map_err(route_error)?;
+        router
+            .check_upstreams(|name| names.contains_key(name))
+            .map_err(route_error)?;
+
+        // [retry]
+        if let Err(e) = self.retry.validate() {
+            return Err(ConfigError::invalid("retry", e.to_string()));
+        }
+
+        // [relay]
+        at_least_1("relay.batch", self.relay.batch)?;
+        at_least_1("relay.lease_secs", self.relay.lease_secs)?;
+        at_least_1("relay.concurrency", self.relay.concurrency)?;
+        at_least_1("relay.idle_poll_ms", self.relay.idle_poll_ms)?;
         Ok(())
     }
 }
@@ -802,6 +890,29 @@ mod tests {
         );
         let msg = err.to_string();
         assert!(msg.contains(key) && msg.contains(fragment), "{msg}");
+    }
+
+    #[test]
+    fn relay_sections_are_validated() {
+        let upstream = "[[upstreams]]\nname = \"carrier\"\nhost = \"127.0.0.1\"\nport = 2776\nsystem_id = \"smsmax\"\npassword = \"pw\"\n";
+        let ok = load(&format!("{upstream}[[routes]]\nupstreams = [{{ name = \"carrier\" }}]\n[retry]\nmax_attempts = 3\n[relay]\nbatch = 10\n")).unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.upstreams.len(), 1);
+        assert_eq!(ok.routes.len(), 1);
+        assert_eq!(ok.retry.max_attempts, 3);
+        assert_eq!(
+            (ok.relay.batch, ok.relay.concurrency),
+            (10, RelayConfig::default().concurrency)
+        );
+        assert_invalid(
+            &format!("{upstream}[[routes]]\nprefix = \"44\"\nupstreams = [{{ name = \"nobody\" }}]\n"),
+            "routes[0].upstreams",
+            "unknown upstream \"nobody\"",
+        );
+        assert_invalid(&format!("{upstream}{upstream}"), "upstreams[1].name", "already used");
+        assert_invalid("[retry]\nmax_attempts = 0", "retry", "");
+        assert_invalid("[relay]\nconcurrency = 0", "relay.concurrency", "at least 1");
+        assert_invalid("[[routes]]\nupstreams = []", "routes[0].upstreams", "no upstreams");
     }
 
     // --- loading -----------------------------------------------------------

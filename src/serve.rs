@@ -1,9 +1,14 @@
 //! `smsmax serve`: wires configuration, storage and listeners together and
 //! runs until SIGTERM or SIGINT.
 //!
+//! With `[[upstreams]]` configured, the upstream pools and the relay start
+//! after storage; without, messages stay queued (a warning says so once).
+//!
 //! Shutdown order: stop accepting, let every session answer what it has in
-//! flight and unbind its client, then close storage (which finishes pending
-//! commits and syncs), then return so the process exits 0.
+//! flight and unbind its client, stop the relay (its submits in flight finish;
+//! what it had reserved goes back to the queue), stop the upstream pools,
+//! then close storage (which finishes pending commits and syncs), then return
+//! so the process exits 0.
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,7 +28,9 @@ use crate::{
     },
     ids::MessageIdGenerator,
     queue::Queue,
+    relay::{routing::Router, Relay, RelaySettings},
     store::{embedded::EmbeddedStorage, Store},
+    upstream::UpstreamPool,
 };
 
 /// A running gateway: its bound addresses and the handle that stops it.
@@ -52,6 +59,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             (storage.clone(), storage)
         }
     };
+    let storage_timeout = Duration::from_secs(30);
     let smpp = &config.smpp;
     let settings = SessionSettings {
         system_id: smpp.system_id.clone(),
@@ -59,13 +67,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         enquire_link_interval: Duration::from_secs(smpp.enquire_link_interval_secs),
         response_timeout: Duration::from_secs(smpp.response_timeout_secs),
         max_command_length: smpp.max_command_length,
-        storage_timeout: Duration::from_secs(30),
+        storage_timeout,
     };
     let gateway = Arc::new(Gateway {
         settings,
         auth: Authenticator::new(&config.clients, &config.security),
         queue: queue.clone(),
-        store,
+        store: store.clone(),
         ids: MessageIdGenerator::new(config.node.id),
     });
     let connections = Arc::new(Semaphore::new(smpp.max_connections));
@@ -100,6 +108,54 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stopped.clone(),
         )));
     }
+    let mut pools: Vec<Arc<UpstreamPool>> = Vec::new();
+    let mut drains: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let relay = if config.upstreams.is_empty() {
+        tracing::warn!("no [[upstreams]] configured: the relay does not run and accepted messages stay queued");
+        None
+    } else {
+        let router = match Router::new(config.routes.clone()) {
+            Ok(router) => router,
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(anyhow::Error::new(e).context("routes"));
+            }
+        };
+        let mut by_name = std::collections::HashMap::new();
+        for upstream in &config.upstreams {
+            let pool = match UpstreamPool::start(upstream.clone()) {
+                Ok(pool) => pool,
+                Err(e) => {
+                    for pool in &pools {
+                        pool.stop().await;
+                    }
+                    drains.iter().for_each(|d| d.abort());
+                    let _ = stop.send(true);
+                    return Err(e.context(format!("starting upstream {:?}", upstream.name)));
+                }
+            };
+            if let Some(inbound) = pool.inbound() {
+                drains.push(tokio::spawn(refuse_inbound(upstream.name.clone(), inbound)));
+            }
+            pools.push(pool.clone());
+            by_name.insert(upstream.name.clone(), pool);
+        }
+        let relay = &config.relay;
+        Some(Relay::start(
+            queue.clone(),
+            store.clone(),
+            Arc::new(router),
+            by_name,
+            config.retry.clone(),
+            RelaySettings {
+                batch: relay.batch,
+                lease: Duration::from_secs(relay.lease_secs),
+                concurrency: relay.concurrency,
+                idle_poll: Duration::from_millis(relay.idle_poll_ms),
+                storage_timeout,
+            },
+        ))
+    };
     tracing::info!(%smpp_addr, ?smpp_tls_addr, clients = config.clients.len(), "SMSMax listening");
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
@@ -114,6 +170,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if tokio::time::timeout(drain_timeout, sessions.wait()).await.is_err() {
             tracing::warn!("sessions did not finish in time");
         }
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
+        for pool in pools {
+            pool.stop().await;
+        }
+        for drain in drains {
+            drain.abort();
+        }
         queue.close().await.context("closing storage")?;
         tracing::info!("storage closed; bye");
         Ok(())
@@ -124,6 +189,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop,
         done,
     })
+}
+
+/// Answers an upstream's deliver_sm / data_sm with ESME_RX_T_APPN ("try
+/// again later") so that its sessions never wait on a full inbound channel:
+/// receipt correlation (`dlr/`) is not built yet, and the carrier keeps a
+/// refused receipt and sends it again later.
+async fn refuse_inbound(upstream: String, mut inbound: tokio::sync::mpsc::Receiver<crate::upstream::UpstreamInbound>) {
+    let mut warned = false;
+    while let Some(item) = inbound.recv().await {
+        if !warned {
+            tracing::warn!(
+                upstream,
+                "receipts and MO messages from upstreams are not handled yet; answering ESME_RX_T_APPN"
+            );
+            warned = true;
+        }
+        item.responder.respond(smsmax_protocol::CommandStatus::ESME_RX_T_APPN);
+    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then shuts down gracefully.

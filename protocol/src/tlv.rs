@@ -270,6 +270,46 @@ pub fn put_tlvs(tlvs: &[Tlv], dst: &mut BytesMut) -> Result<(), crate::error::En
     Ok(())
 }
 
+/// Why stored TLV octets could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoredTlvError {
+    /// The octets end inside a tag, length or value.
+    #[error("TLV stream truncated at offset {offset}")]
+    Truncated { offset: usize },
+    /// A value the decoder refuses (wrong length, bad C-string).
+    #[error("TLV 0x{tag:04X} ({field}): {status}")]
+    Value {
+        tag: u16,
+        field: &'static str,
+        status: CommandStatus,
+    },
+}
+
+/// Reads back TLVs written by [`put_tlvs`] (tag, length, value each). Values are
+/// slices of `octets` (not copied).
+pub fn decode_tlvs(octets: &Bytes) -> Result<Vec<Tlv>, StoredTlvError> {
+    let mut tlvs = Vec::new();
+    let mut offset = 0;
+    while offset < octets.len() {
+        let header = octets
+            .get(offset..offset + 4)
+            .ok_or(StoredTlvError::Truncated { offset })?;
+        let tag = u16::from_be_bytes([header[0], header[1]]);
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let value = octets
+            .get(offset + 4..offset + 4 + len)
+            .ok_or(StoredTlvError::Truncated { offset })?;
+        let tlv = Tlv::from_value(octets, tag, value).map_err(|e| StoredTlvError::Value {
+            tag,
+            field: e.field,
+            status: e.status,
+        })?;
+        tlvs.push(tlv);
+        offset += 4 + len;
+    }
+    Ok(tlvs)
+}
+
 /// Finds the first TLV a closure picks (`find_tlv(&tlvs, |t| match t { Tlv::X(v) => Some(v), _ => None })`).
 pub fn find_tlv<'a, T>(tlvs: &'a [Tlv], pick: impl FnMut(&'a Tlv) -> Option<T>) -> Option<T> {
     tlvs.iter().find_map(pick)
@@ -282,6 +322,33 @@ mod tests {
     fn decode(tag: u16, value: &'static [u8]) -> Result<Tlv, TlvValueError> {
         let frame = Bytes::from_static(value);
         Tlv::from_value(&frame, tag, &frame)
+    }
+
+    #[test]
+    fn stored_tlvs_round_trip() {
+        let tlvs = vec![
+            Tlv::SarMsgRefNum(0x1234),
+            Tlv::MessagePayload(Bytes::from_static(b"hello payload")),
+            Tlv::ReceiptedMessageId(COctetString::from_checked(Bytes::from_static(b"abc"))),
+        ];
+        let mut buf = BytesMut::new();
+        put_tlvs(&tlvs, &mut buf).unwrap();
+        let octets = buf.freeze();
+        assert_eq!(decode_tlvs(&octets).unwrap(), tlvs);
+        assert_eq!(decode_tlvs(&Bytes::new()).unwrap(), vec![]);
+        assert_eq!(
+            decode_tlvs(&octets.slice(..octets.len() - 1)),
+            Err(StoredTlvError::Truncated { offset: 6 + 4 + 13 })
+        );
+        assert_eq!(
+            decode_tlvs(&Bytes::from_static(&[0x02])),
+            Err(StoredTlvError::Truncated { offset: 0 })
+        );
+        // sar_msg_ref_num with a 3-octet value.
+        assert!(matches!(
+            decode_tlvs(&Bytes::from_static(&[0x02, 0x0C, 0, 3, 1, 2, 3])),
+            Err(StoredTlvError::Value { tag: 0x020C, .. })
+        ));
     }
 
     #[test]

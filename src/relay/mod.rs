@@ -1,6 +1,7 @@
 //! The relay: takes queued messages, routes them, submits them upstream and schedules retries.
 //!
-//! This module holds the pure decision logic the relay workers are built on; it does no I/O.
+//! [`routing`] and [`retry`] hold the pure decision logic (no I/O); [`worker`] is the loop that
+//! uses them ([`worker::Relay::start`]).
 //!
 //! - [`routing`]: the `[[routes]]` table. [`routing::Router::route`] maps (client system_id,
 //!   source address, destination) to an ordered list of upstream names: the weighted pick
@@ -36,3 +37,6 @@
 
 pub mod retry;
 pub mod routing;
+pub mod worker;
+
+pub use worker::{Relay, RelayHandle, RelaySettings};

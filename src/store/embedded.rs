@@ -658,6 +658,9 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
             if update.error_code.is_some() {
                 record.error_code = update.error_code;
             }
+            if let Some(attempts) = update.attempts {
+                record.attempts = attempts;
+            }
             record.updated_at_ms = update.at_ms;
             store(t, &record)?;
             Ok(Ok(Reply::Found(true)))
@@ -836,6 +839,7 @@ mod tests {
             state: MessageState::Enroute,
             upstream_id: None,
             error_code: None,
+            attempts: None,
             at_ms: 2,
         };
         assert!(matches!(

@@ -125,6 +125,8 @@ pub struct StateUpdate {
     pub state: MessageState,
     pub upstream_id: Option<String>,
     pub error_code: Option<u32>,
+    /// New submit attempt count, when the relay made an attempt (`None` keeps it).
+    pub attempts: Option<u32>,
     pub at_ms: u64,
 }
 

@@ -288,6 +288,7 @@ pub async fn insert_get_and_update<S: Store + Queue>(f: Fixture<S>) {
         state: MessageState::Enroute,
         upstream_id: Some("UP-1".into()),
         error_code: None,
+        attempts: None,
         at_ms: r.updated_at_ms + 5,
     };
     assert!(s.update(&r.id, update).await.unwrap());
@@ -302,6 +303,7 @@ pub async fn insert_get_and_update<S: Store + Queue>(f: Fixture<S>) {
         state: MessageState::Undeliverable,
         upstream_id: None,
         error_code: Some(0x0b),
+        attempts: Some(3),
         at_ms: r.updated_at_ms + 9,
     };
     assert!(s.update(&r.id, update).await.unwrap());
@@ -313,6 +315,8 @@ pub async fn insert_get_and_update<S: Store + Queue>(f: Fixture<S>) {
         "an update without upstream id keeps it"
     );
     assert_eq!(got.error_code, Some(0x0b));
+    assert_eq!(got.attempts, 3, "attempts recorded");
+    assert_eq!(got.state, MessageState::Undeliverable);
 
     // insert overwrites.
     let mut again = r.clone();
@@ -327,6 +331,7 @@ pub async fn update_of_unknown_id_is_false<S: Store + Queue>(f: Fixture<S>) {
         state: MessageState::Delivered,
         upstream_id: None,
         error_code: None,
+        attempts: None,
         at_ms: now_ms(),
     };
     assert!(!s.update("no-such-id", update).await.unwrap());
@@ -370,6 +375,7 @@ pub async fn cancel_outcomes<S: Store + Queue>(f: Fixture<S>) {
         state: MessageState::Enroute,
         upstream_id: Some("UP-7".into()),
         error_code: None,
+        attempts: None,
         at_ms: now_ms(),
     };
     assert!(s.update(&b.id, update).await.unwrap());
@@ -437,6 +443,7 @@ pub async fn replace_outcomes<S: Store + Queue>(f: Fixture<S>) {
         state: MessageState::Enroute,
         upstream_id: None,
         error_code: None,
+        attempts: None,
         at_ms: now_ms(),
     };
     assert!(s.update(&a.id, update).await.unwrap());
@@ -518,6 +525,7 @@ pub async fn close_then_calls_fail_with_closed<S: Store + Queue>(f: Fixture<S>) 
         state: MessageState::Enroute,
         upstream_id: None,
         error_code: None,
+        attempts: None,
         at_ms: now_ms(),
     };
     closed("update", s.update(&r.id, update).await);

@@ -1,0 +1,546 @@
+//! The relay worker: the loop that takes due messages from the [`Queue`],
+//! routes them, submits them through the upstream pools and records the
+//! outcome (see the module documentation of [`crate::relay`]).
+//!
+//! One task reserves up to `batch` messages at a time (only as many as there
+//! is room for: never more than `concurrency` messages are reserved or being
+//! submitted at once) and drives their submits concurrently
+//! (`FuturesUnordered`). When nothing is due it sleeps `idle_poll`.
+//!
+//! Every storage call has a timeout. A store or queue call that fails leaves
+//! the message leased: it comes back when its lease runs out (at-least-once).
+//!
+//! [`RelayHandle::stop`] stops reserving, lets the submits in flight finish
+//! (each is bounded by its upstream's response timeout) and puts the reserved
+//! messages that had not started back in the queue.
+
+use std::{collections::HashMap, collections::VecDeque, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::{stream::FuturesUnordered, StreamExt};
+use smsmax_protocol::{
+    pdu::SubmitSm,
+    tlv::{decode_tlvs, Tlv},
+    types::Address,
+    CommandStatus,
+};
+use tokio::sync::watch;
+
+use crate::{
+    queue::Queue,
+    relay::{
+        retry::{RetryDecision, RetryPolicy},
+        routing::{RouteDecision, Router},
+    },
+    store::{MessageRecord, MessageState, StateUpdate, StorageError, Store},
+    upstream::{SubmitError, TransientCause, UpstreamPool},
+};
+
+/// Most octets sent in `short_message`; a longer message goes in `message_payload`.
+pub const MAX_SHORT_MESSAGE: usize = 254;
+
+/// How the relay loop runs.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// Most messages reserved at once.
+    pub batch: usize,
+    /// Lease of a reserved message.
+    pub lease: Duration,
+    /// Most messages in flight (reserved and not finished) at once.
+    pub concurrency: usize,
+    /// Pause when nothing is due.
+    pub idle_poll: Duration,
+    /// Timeout of every queue and store call.
+    pub storage_timeout: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            batch: 256,
+            lease: Duration::from_secs(60),
+            concurrency: 512,
+            idle_poll: Duration::from_millis(50),
+            storage_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running relay.
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Stops reserving, waits for the submits in flight and returns the
+    /// reserved messages that had not started to the queue.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "relay task failed");
+        }
+    }
+}
+
+/// The relay entry point.
+pub struct Relay;
+
+struct Inner {
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    pools: HashMap<String, Arc<UpstreamPool>>,
+    policy: RetryPolicy,
+    settings: RelaySettings,
+}
+
+/// Why a message is retried or failed (for the retry policy and the record).
+enum Failure {
+    /// The upstream answered with this status.
+    Status(CommandStatus),
+    /// Nothing answered (timeout, lost connection, no upstream available).
+    Transient,
+}
+
+impl Relay {
+    /// Starts the relay loop.
+    pub fn start(
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        pools: HashMap<String, Arc<UpstreamPool>>,
+        policy: RetryPolicy,
+        settings: RelaySettings,
+    ) -> RelayHandle {
+        let (stop, stopped) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            queue,
+            store,
+            router,
+            pools,
+            policy,
+            settings,
+        });
+        let task = tokio::spawn(run(inner, stopped));
+        RelayHandle { stop, task }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
+    let concurrency = inner.settings.concurrency.max(1);
+    let batch = inner.settings.batch.max(1);
+    let idle = inner.settings.idle_poll;
+    let mut pending: VecDeque<MessageRecord> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    tracing::info!(
+        upstreams = inner.pools.len(),
+        routes = inner.router.len(),
+        concurrency,
+        batch,
+        "relay started"
+    );
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        while in_flight.len() < concurrency {
+            let Some(record) = pending.pop_front() else { break };
+            let inner = inner.clone();
+            in_flight.push(async move { inner.process(record).await });
+        }
+        let room = concurrency - in_flight.len();
+        if room > 0 && pending.is_empty() {
+            let reserved = inner
+                .timed(inner.queue.reserve(batch.min(room), inner.settings.lease))
+                .await;
+            match reserved {
+                Ok(records) if !records.is_empty() => {
+                    tracing::debug!(count = records.len(), "reserved");
+                    pending.extend(records);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(StorageError::Closed) => {
+                    tracing::warn!("queue closed; relay stops");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "reserving from the queue failed"),
+            }
+            // Nothing due (or an error): wait a little, finishing submits meanwhile.
+            let sleep = tokio::time::sleep(idle);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    _ = stopped.changed() => break,
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                }
+            }
+        } else {
+            // Full: wait for a submit to finish.
+            tokio::select! {
+                _ = stopped.changed() => {}
+                _ = in_flight.next() => {}
+            }
+        }
+    }
+    tracing::info!(
+        in_flight = in_flight.len(),
+        not_started = pending.len(),
+        "relay stopping"
+    );
+    while in_flight.next().await.is_some() {}
+    let now = now_ms();
+    for record in pending {
+        if let Err(e) = inner.timed(inner.queue.retry(&record.id, now)).await {
+            tracing::warn!(id = %record.id, error = %e, "could not release a reserved message; it returns when its lease runs out");
+        }
+    }
+    tracing::info!("relay stopped");
+}
+
+impl Inner {
+    async fn timed<T>(&self, call: impl Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
+        let limit = self.settings.storage_timeout;
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or(Err(StorageError::Timeout(limit)))
+    }
+
+    async fn process(&self, record: MessageRecord) {
+        let id = record.id.as_str();
+        let now = now_ms();
+        if record.state != MessageState::Accepted {
+            tracing::debug!(
+                id,
+                state = record.state.name(),
+                "no longer ACCEPTED; dropped from the queue"
+            );
+            self.ack(id).await;
+            return;
+        }
+        if record.expires_at_ms.is_some_and(|at| now >= at) {
+            tracing::debug!(id, "validity period over");
+            self.finish(&record, MessageState::Expired, None, record.attempts).await;
+            return;
+        }
+        let available = |name: &str| self.pools.get(name).is_some_and(|p| p.is_available());
+        let candidates = match self
+            .router
+            .route(&record.system_id, &record.source.addr, &record.dest.addr, available)
+        {
+            RouteDecision::NoRoute => {
+                tracing::debug!(id, "no route");
+                self.finish(&record, MessageState::Rejected, None, record.attempts)
+                    .await;
+                return;
+            }
+            RouteDecision::NoUpstreamAvailable { route } => {
+                tracing::debug!(id, route, "no upstream of the route is available");
+                self.failed(&record, Failure::Transient).await;
+                return;
+            }
+            RouteDecision::Candidates { upstreams, .. } => upstreams,
+        };
+        let sm = match build_submit(&record) {
+            Ok(sm) => sm,
+            Err(reason) => {
+                tracing::warn!(id, %reason, "stored message cannot be submitted");
+                self.finish(
+                    &record,
+                    MessageState::Undeliverable,
+                    Some(CommandStatus::ESME_RSUBMITFAIL.0),
+                    record.attempts,
+                )
+                .await;
+                return;
+            }
+        };
+        let attempts = record.attempts.saturating_add(1);
+        for upstream in candidates {
+            let Some(pool) = self.pools.get(upstream) else { continue };
+            match pool.submit(sm.clone()).await {
+                Ok(upstream_id) => {
+                    tracing::debug!(id, upstream, %upstream_id, "submitted");
+                    let update = StateUpdate {
+                        state: MessageState::Enroute,
+                        upstream_id: Some(upstream_id),
+                        error_code: None,
+                        attempts: Some(attempts),
+                        at_ms: now_ms(),
+                    };
+                    if self.update(id, update).await {
+                        self.ack(id).await;
+                    }
+                    return;
+                }
+                Err(SubmitError::NoBind | SubmitError::BackingOff)
+                | Err(SubmitError::Transient(TransientCause::WindowFull | TransientCause::RateCap)) => {
+                    tracing::debug!(id, upstream, "upstream cannot take it now; next candidate");
+                }
+                Err(SubmitError::Throttled(status)) | Err(SubmitError::Transient(TransientCause::Status(status))) => {
+                    tracing::warn!(id, upstream, %status, attempt = attempts, "submit failed");
+                    self.failed(&record, Failure::Status(status)).await;
+                    return;
+                }
+                Err(SubmitError::Transient(cause)) => {
+                    tracing::warn!(id, upstream, %cause, attempt = attempts, "submit failed");
+                    self.failed(&record, Failure::Transient).await;
+                    return;
+                }
+                Err(SubmitError::Permanent(status)) => {
+                    tracing::warn!(id, upstream, %status, "refused by the upstream");
+                    self.finish(&record, MessageState::Undeliverable, Some(status.0), attempts)
+                        .await;
+                    return;
+                }
+                Err(SubmitError::NoMessageId) => {
+                    // Accepted: sending again would duplicate it.
+                    tracing::warn!(
+                        id,
+                        upstream,
+                        "accepted without an upstream id; receipts cannot be matched"
+                    );
+                    let update = StateUpdate {
+                        state: MessageState::Enroute,
+                        upstream_id: None,
+                        error_code: None,
+                        attempts: Some(attempts),
+                        at_ms: now_ms(),
+                    };
+                    if self.update(id, update).await {
+                        self.ack(id).await;
+                    }
+                    return;
+                }
+                Err(SubmitError::Invalid(reason)) => {
+                    tracing::warn!(id, upstream, %reason, "submit cannot be encoded");
+                    self.finish(
+                        &record,
+                        MessageState::Undeliverable,
+                        Some(CommandStatus::ESME_RSUBMITFAIL.0),
+                        attempts,
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+        tracing::debug!(id, "no candidate upstream could take it; retry later");
+        self.failed(&record, Failure::Transient).await;
+    }
+
+    /// A failed attempt: retry later, or give up by the policy.
+    async fn failed(&self, record: &MessageRecord, failure: Failure) {
+        let id = record.id.as_str();
+        let attempts = record.attempts.saturating_add(1);
+        let now = now_ms();
+        let (decision, error_code) = {
+            let mut rng = rand::rng();
+            match failure {
+                Failure::Status(status) => (
+                    self.policy
+                        .next_for_status(status, attempts, now, record.expires_at_ms, &mut rng),
+                    Some(status.0),
+                ),
+                Failure::Transient => (self.policy.next(attempts, now, record.expires_at_ms, &mut rng), None),
+            }
+        };
+        match decision {
+            RetryDecision::RetryAt(at) => {
+                tracing::debug!(
+                    id,
+                    attempt = attempts,
+                    due_in_ms = at.saturating_sub(now),
+                    "retry scheduled"
+                );
+                let update = StateUpdate {
+                    state: MessageState::Accepted,
+                    upstream_id: None,
+                    error_code,
+                    attempts: Some(attempts),
+                    at_ms: now,
+                };
+                if self.update(id, update).await {
+                    if let Err(e) = self.timed(self.queue.retry(id, at)).await {
+                        tracing::warn!(id, error = %e, "scheduling a retry failed; the message returns when its lease runs out");
+                    }
+                }
+            }
+            RetryDecision::GiveUpExpired => {
+                tracing::warn!(id, attempt = attempts, "validity period over; EXPIRED");
+                self.finish(record, MessageState::Expired, error_code, attempts).await;
+            }
+            RetryDecision::GiveUpAttempts => {
+                tracing::warn!(id, attempt = attempts, "out of attempts; UNDELIVERABLE");
+                self.finish(record, MessageState::Undeliverable, error_code, attempts)
+                    .await;
+            }
+            RetryDecision::GiveUpPermanent => {
+                tracing::warn!(id, attempt = attempts, "permanent failure; UNDELIVERABLE");
+                self.finish(record, MessageState::Undeliverable, error_code, attempts)
+                    .await;
+            }
+        }
+    }
+
+    /// Records a final state and removes the message from the queue.
+    async fn finish(&self, record: &MessageRecord, state: MessageState, error_code: Option<u32>, attempts: u32) {
+        let id = record.id.as_str();
+        tracing::debug!(id, state = state.name(), ?error_code, "final");
+        let update = StateUpdate {
+            state,
+            upstream_id: None,
+            error_code,
+            attempts: Some(attempts),
+            at_ms: now_ms(),
+        };
+        if self.update(id, update).await {
+            self.ack(id).await;
+        }
+    }
+
+    /// `true` when the record was updated (or is gone, so there is nothing to keep it queued for).
+    async fn update(&self, id: &str, update: StateUpdate) -> bool {
+        let state = update.state;
+        match self.timed(self.store.update(id, update)).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(id, "queued message has no record");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(id, state = state.name(), error = %e, "recording the outcome failed; the message returns when its lease runs out");
+                false
+            }
+        }
+    }
+
+    async fn ack(&self, id: &str) {
+        if let Err(e) = self.timed(self.queue.ack(&[id.to_string()])).await {
+            tracing::warn!(id, error = %e, "acknowledging the queue entry failed; it returns when its lease runs out");
+        }
+    }
+}
+
+/// The submit_sm for a stored message: the message in `short_message` when
+/// it fits (at most 254 octets), in `message_payload` otherwise; the stored
+/// TLVs as they came; `registered_delivery` 1 when the client asked for any
+/// SMSC receipt (final or intermediate; SME acknowledgements are not the
+/// carrier's to give), 0 otherwise.
+pub fn build_submit(record: &MessageRecord) -> Result<SubmitSm, String> {
+    let mut tlvs: Vec<Tlv> = decode_tlvs(&record.tlvs).map_err(|e| format!("stored TLVs: {e}"))?;
+    let short_message = if record.short_message.len() <= MAX_SHORT_MESSAGE {
+        record.short_message.clone()
+    } else {
+        tlvs.retain(|t| !matches!(t, Tlv::MessagePayload(_)));
+        tlvs.push(Tlv::MessagePayload(record.short_message.clone()));
+        Bytes::new()
+    };
+    let source = Address::new(record.source.ton, record.source.npi, &record.source.addr)
+        .map_err(|e| format!("source address: {e}"))?;
+    let dest = Address::new(record.dest.ton, record.dest.npi, &record.dest.addr)
+        .map_err(|e| format!("destination address: {e}"))?;
+    let service_type = record
+        .service_type
+        .as_str()
+        .try_into()
+        .map_err(|e| format!("service_type: {e}"))?;
+    Ok(SubmitSm {
+        service_type,
+        source,
+        dest,
+        esm_class: record.esm_class,
+        protocol_id: record.protocol_id,
+        priority_flag: record.priority_flag,
+        registered_delivery: u8::from(record.registered_delivery & 0x13 != 0),
+        data_coding: record.data_coding,
+        short_message,
+        tlvs,
+        ..SubmitSm::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AddressRecord;
+    use bytes::BytesMut;
+
+    fn record(message: &[u8], tlvs: &[Tlv], registered_delivery: u8) -> MessageRecord {
+        let mut buf = BytesMut::new();
+        smsmax_protocol::tlv::put_tlvs(tlvs, &mut buf).unwrap();
+        MessageRecord {
+            id: "id1".into(),
+            system_id: "alice".into(),
+            service_type: "CMT".into(),
+            source: AddressRecord {
+                ton: 5,
+                npi: 0,
+                addr: "ACME".into(),
+            },
+            dest: AddressRecord {
+                ton: 1,
+                npi: 1,
+                addr: "447700900123".into(),
+            },
+            esm_class: 0x40,
+            protocol_id: 0,
+            priority_flag: 1,
+            registered_delivery,
+            data_coding: 8,
+            short_message: Bytes::copy_from_slice(message),
+            tlvs: buf.freeze(),
+            parts: 1,
+            state: MessageState::Accepted,
+            submitted_at_ms: 1,
+            updated_at_ms: 1,
+            schedule_at_ms: None,
+            expires_at_ms: None,
+            upstream_id: None,
+            error_code: None,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn short_message_and_tlvs_are_relayed() {
+        let sm = build_submit(&record(b"hi", &[Tlv::SarMsgRefNum(7)], 0x11)).unwrap();
+        assert_eq!(&sm.short_message[..], b"hi");
+        assert_eq!(sm.tlvs, vec![Tlv::SarMsgRefNum(7)]);
+        assert_eq!(sm.registered_delivery, 1);
+        assert_eq!((sm.esm_class, sm.data_coding, sm.priority_flag), (0x40, 8, 1));
+        assert_eq!(sm.dest, Address::new(1, 1, "447700900123").unwrap());
+        let none = build_submit(&record(b"hi", &[], 0x0C)).unwrap();
+        assert_eq!(none.registered_delivery, 0, "only SME acks asked: no carrier receipt");
+        assert_eq!(build_submit(&record(b"hi", &[], 0x10)).unwrap().registered_delivery, 1);
+        assert_eq!(build_submit(&record(b"hi", &[], 0x02)).unwrap().registered_delivery, 1);
+    }
+
+    #[test]
+    fn long_messages_go_in_message_payload() {
+        let long = vec![b'x'; 300];
+        let sm = build_submit(&record(&long, &[], 1)).unwrap();
+        assert!(sm.short_message.is_empty());
+        assert_eq!(sm.tlvs, vec![Tlv::MessagePayload(Bytes::from(long.clone()))]);
+        assert_eq!(&sm.message()[..], &long[..]);
+        let exact = build_submit(&record(&long[..254], &[], 1)).unwrap();
+        assert_eq!(exact.short_message.len(), 254);
+        assert!(exact.tlvs.is_empty());
+    }
+
+    #[test]
+    fn corrupt_tlvs_are_refused() {
+        let mut r = record(b"hi", &[], 1);
+        r.tlvs = Bytes::from_static(&[0x02, 0x0C, 0, 9]);
+        assert!(build_submit(&r).unwrap_err().contains("stored TLVs"));
+    }
+}
