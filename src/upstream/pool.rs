@@ -43,65 +43,13 @@ use crate::client::{self, BindType, ClientError, ClientHandle, ClientSettings, C
 /// A session that stayed bound this long starts its reconnect backoff over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
-/// Statuses that fail a message at once: retrying the same submit_sm cannot
-/// succeed, on this upstream or another, because the message itself (its
-/// addresses, flags, lengths, times or TLVs) is refused.
-///
-/// | status | meaning |
-/// | --- | --- |
-/// | 0x01 ESME_RINVMSGLEN | message length invalid |
-/// | 0x06 ESME_RINVPRTFLG | priority flag invalid |
-/// | 0x07 ESME_RINVREGDLVFLG | registered_delivery invalid |
-/// | 0x0A ESME_RINVSRCADR | source address invalid |
-/// | 0x0B ESME_RINVDSTADR | destination address invalid |
-/// | 0x15 ESME_RINVSERTYP | service_type invalid |
-/// | 0x43 ESME_RINVESMCLASS | esm_class invalid |
-/// | 0x48 / 0x49 ESME_RINVSRCTON / NPI | source TON / NPI invalid |
-/// | 0x50 / 0x51 ESME_RINVDSTTON / NPI | destination TON / NPI invalid |
-/// | 0x54 ESME_RINVREPFLAG | replace_if_present invalid |
-/// | 0x61 ESME_RINVSCHED | schedule_delivery_time invalid |
-/// | 0x62 ESME_RINVEXPIRY | validity_period invalid |
-/// | 0x63 ESME_RINVDFTMSGID | sm_default_msg_id invalid |
-/// | 0x65 ESME_RX_P_APPN | permanent application error |
-/// | 0x66 ESME_RX_R_APPN | message rejected |
-/// | 0xC0..=0xC4 | TLV stream, TLV not allowed, TLV length, TLV missing, TLV value |
-/// | 0x104 ESME_RINVDCS | data_coding invalid (SMPP 5.0 code, used by some 3.4 SMSCs) |
-///
-/// Every other status but ESME_ROK and the throttling ones is transient.
-pub const PERMANENT_STATUSES: &[CommandStatus] = &[
-    CommandStatus::ESME_RINVMSGLEN,
-    CommandStatus::ESME_RINVPRTFLG,
-    CommandStatus::ESME_RINVREGDLVFLG,
-    CommandStatus::ESME_RINVSRCADR,
-    CommandStatus::ESME_RINVDSTADR,
-    CommandStatus::ESME_RINVSERTYP,
-    CommandStatus::ESME_RINVESMCLASS,
-    CommandStatus::ESME_RINVSRCTON,
-    CommandStatus::ESME_RINVSRCNPI,
-    CommandStatus::ESME_RINVDSTTON,
-    CommandStatus::ESME_RINVDSTNPI,
-    CommandStatus::ESME_RINVREPFLAG,
-    CommandStatus::ESME_RINVSCHED,
-    CommandStatus::ESME_RINVEXPIRY,
-    CommandStatus::ESME_RINVDFTMSGID,
-    CommandStatus::ESME_RX_P_APPN,
-    CommandStatus::ESME_RX_R_APPN,
-    CommandStatus::ESME_RINVOPTPARSTREAM,
-    CommandStatus::ESME_ROPTPARNOTALLWD,
-    CommandStatus::ESME_RINVPARLEN,
-    CommandStatus::ESME_RMISSINGOPTPARAM,
-    CommandStatus::ESME_RINVOPTPARAMVAL,
-    CommandStatus(0x0000_0104),
-];
-
-/// `true` for the statuses in [`PERMANENT_STATUSES`].
-pub fn is_permanent(status: CommandStatus) -> bool {
-    PERMANENT_STATUSES.contains(&status)
-}
+// One classification of SMPP statuses for the whole relay path: the pool
+// reports with it, the retry policy decides with it.
+pub use crate::relay::retry::{is_permanent, PERMANENT_STATUSES};
 
 /// `true` for ESME_RTHROTTLED and ESME_RMSGQFUL: the upstream asks us to slow down.
 pub fn is_throttling(status: CommandStatus) -> bool {
-    status == CommandStatus::ESME_RTHROTTLED || status == CommandStatus::ESME_RMSGQFUL
+    crate::relay::retry::is_congestion(status)
 }
 
 /// Why a submit failed in a way worth retrying.
