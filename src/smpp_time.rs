@@ -11,6 +11,14 @@ pub enum TimeError {
     Range,
 }
 
+/// The wall clock in Unix milliseconds, the unit every stored time uses
+/// (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Resolves an SMPP time to Unix milliseconds. An empty value is `None`
 /// (immediate delivery / the default validity). Relative times (`…R`) count
 /// from `now_ms`, with a year as 365 days and a month as 30 days, as SMSCs do.

@@ -28,6 +28,27 @@ fn check_config(path: &Path) -> Output {
     smsmax().arg("check-config").arg(path).output().expect("run smsmax")
 }
 
+/// check-config on a file `name` holding `text`, in a fresh directory.
+fn check_config_text(name: &str, text: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    check_config(&path)
+}
+
+/// `smsmax passwd` with `input` on its stdin.
+fn passwd(input: &[u8]) -> Output {
+    let mut child = smsmax()
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -51,10 +72,10 @@ fn shipped_production_config_is_ok() {
 
 #[test]
 fn unknown_key_exits_2_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("typo.toml");
-    std::fs::write(&path, "[smpp]\nlisten = \"127.0.0.1:2775\"\nmax_conections = 10\n").unwrap();
-    let out = check_config(&path);
+    let out = check_config_text(
+        "typo.toml",
+        "[smpp]\nlisten = \"127.0.0.1:2775\"\nmax_conections = 10\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("unknown key `smpp.max_conections`"), "{err}");
@@ -65,10 +86,7 @@ fn unknown_key_exits_2_and_names_it() {
 
 #[test]
 fn invalid_value_exits_2_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[storage]\nmax_batch = 0\n").unwrap();
-    let out = check_config(&path);
+    let out = check_config_text("bad.toml", "[storage]\nmax_batch = 0\n");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("storage.max_batch"), "{err}");
@@ -109,20 +127,7 @@ fn serve_with_bad_config_exits_2() {
 
 #[test]
 fn passwd_hashes_stdin() {
-    let mut child = smsmax()
-        .arg("passwd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3 cret!\nsecond line is ignored\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = passwd(b"s3 cret!\nsecond line is ignored\n");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let phc = stdout.trim_end();
@@ -134,15 +139,7 @@ fn passwd_hashes_stdin() {
 
 #[test]
 fn passwd_refuses_what_smpp_cannot_carry() {
-    let mut child = smsmax()
-        .arg("passwd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"ninechars\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = passwd(b"ninechars\n");
     assert_ne!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
     assert!(stderr(&out).contains("at most 8"), "{}", stderr(&out));

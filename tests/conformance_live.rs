@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, Esme, PASSWORD};
+use common::{connect, hex, Esme, PASSWORD};
 use futures::StreamExt;
 use smsmax_protocol::{
     pdu::{Bind, CancelSm, DataSm, QuerySm, ReplaceSm, SubmitMulti, SubmitSm},
@@ -46,14 +46,6 @@ fn corpus() -> Vec<Case> {
     assert!(cases.len() >= 40, "the corpus is there");
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     cases
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    let clean: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..clean.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// What arrived within `wait`: a PDU, a close, or nothing.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, start, submit_sm, PASSWORD};
+use common::{bound, connect, hex, start, submit_sm, PASSWORD};
 use smsmax_protocol::{
     pdu::{CancelSm, QuerySm, ReplaceSm},
     types::MessageId,
@@ -139,11 +139,7 @@ async fn requests_outside_the_bound_state_get_rinvbndsts() {
 #[tokio::test]
 async fn submit_query_cancel_replace() {
     let gw = start(&extra()).await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transceiver", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transceiver", "alice").await;
 
     let resp = esme.call(submit_sm("447700900002", "hello")).await;
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
@@ -205,18 +201,10 @@ password_hash = "HASH"
 "#
     .replace("HASH", common::password_hash());
     let gw = start(&extra).await;
-    let mut alice = connect(gw.addr).await;
-    assert_eq!(
-        alice.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut alice = bound(gw.addr, "transmitter", "alice").await;
     let id = message_id(&alice.call(submit_sm("447700900002", "mine")).await);
 
-    let mut carol = connect(gw.addr).await;
-    assert_eq!(
-        carol.bind("transmitter", "carol", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut carol = bound(gw.addr, "transmitter", "carol").await;
     let cancel = CancelSm {
         message_id: id.clone(),
         ..CancelSm::default()
@@ -232,11 +220,7 @@ password_hash = "HASH"
 #[tokio::test]
 async fn invalid_submits_get_the_fields_status() {
     let gw = start("").await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transmitter", "alice").await;
     let mut bad = submit_sm("447700900002", "x");
     bad.dest.addr = "".try_into().unwrap();
     assert_eq!(esme.call(bad).await.command_status, CommandStatus::ESME_RINVDSTADR);
@@ -253,11 +237,7 @@ async fn invalid_submits_get_the_fields_status() {
 #[tokio::test]
 async fn throughput_over_the_rate_is_throttled() {
     let gw = start(&extra()).await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transmitter", "slow", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transmitter", "slow").await;
     let mut throttled = 0;
     let mut accepted = 0;
     for _ in 0..20 {
@@ -276,11 +256,7 @@ async fn throughput_over_the_rate_is_throttled() {
 #[tokio::test]
 async fn a_full_window_answers_rthrottled_and_many_in_flight_are_all_answered() {
     let gw = start("").await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transmitter", "alice").await;
     // 200 requests written without waiting: the window is 64, so every
     // request is answered, each either with an id or ESME_RTHROTTLED.
     let mut sent = std::collections::HashSet::new();
@@ -303,11 +279,7 @@ async fn a_full_window_answers_rthrottled_and_many_in_flight_are_all_answered() 
 #[tokio::test]
 async fn unknown_commands_get_generic_nack_and_the_session_survives() {
     let gw = start("").await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transmitter", "alice").await;
     // command_id 0x00000099, sequence 77, empty body.
     esme.send_raw(&hex("00000010 00000099 00000000 0000004D")).await;
     let nack = esme.recv().await.unwrap();
@@ -344,11 +316,7 @@ async fn an_unframeable_stream_is_closed() {
 #[tokio::test]
 async fn unbind_is_answered_and_the_connection_closes() {
     let gw = start("").await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transmitter", "alice").await;
     let resp = esme.call(Body::Unbind).await;
     assert_eq!(resp.command_id(), CommandId::UnbindResp);
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
@@ -376,11 +344,7 @@ async fn idle_sessions_get_enquire_link_and_silent_ones_are_closed() {
     config.smpp.enquire_link_interval_secs = 1;
     config.smpp.response_timeout_secs = 1;
     let running = smsmax::serve::start(config).await.unwrap();
-    let mut esme = connect(running.smpp_addr).await;
-    assert_eq!(
-        esme.bind("transceiver", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(running.smpp_addr, "transceiver", "alice").await;
     let probe = esme.recv().await.expect("enquire_link");
     assert_eq!(probe.command_id(), CommandId::EnquireLink);
     // Answer it: the session stays.
@@ -397,11 +361,7 @@ async fn idle_sessions_get_enquire_link_and_silent_ones_are_closed() {
 #[tokio::test]
 async fn shutdown_answers_in_flight_work_and_unbinds_clients() {
     let gw = start("").await;
-    let mut esme = connect(gw.addr).await;
-    assert_eq!(
-        esme.bind("transceiver", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let mut esme = bound(gw.addr, "transceiver", "alice").await;
     let sequence = esme.send(submit_sm("447700900002", "in flight")).await;
     let stop = tokio::spawn(gw.running.stop());
     // The submit is answered (accepted if it was read before the shutdown,
@@ -426,14 +386,6 @@ async fn shutdown_answers_in_flight_work_and_unbinds_clients() {
     esme.framed.send_pdu(Pdu::new(unbind.unwrap(), Body::UnbindResp)).await;
     assert!(esme.recv().await.is_none());
     stop.await.unwrap().unwrap();
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..clean.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 trait SendPdu {
@@ -510,11 +462,7 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     // A slot frees when a connection ends.
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut fourth = connect(running.smpp_addr).await;
-    assert_eq!(
-        fourth.bind("transmitter", "alice", PASSWORD).await,
-        CommandStatus::ESME_ROK
-    );
+    let fourth = bound(running.smpp_addr, "transmitter", "alice").await;
     drop((second, fourth));
     running.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use nom::{
     bytes::complete::take,
     error::{ErrorKind, ParseError},
-    number::complete::{be_u16, be_u32, be_u8},
+    number::complete::{be_u32, be_u8},
     IResult, Parser,
 };
 
@@ -18,7 +18,7 @@ use crate::{
     error::PduError,
     pdu::*,
     status::CommandStatus,
-    tlv::Tlv,
+    tlv::{split_tlv, Tlv},
     types::{Address, COctetString, SmppTime},
 };
 
@@ -268,11 +268,9 @@ impl<'f> Fields<'f> {
     fn tlvs(&self, mut i: &'f [u8]) -> Res<'f, Vec<Tlv>> {
         let mut tlvs = Vec::new();
         while !i.is_empty() {
-            let stream_error = |e: nom::Err<BodyError>| {
-                e.map(|_| BodyError::new(CommandStatus::ESME_RINVOPTPARSTREAM, "optional parameters"))
+            let Some((tag, value, rest)) = split_tlv(i) else {
+                return fail(CommandStatus::ESME_RINVOPTPARSTREAM, "optional parameters");
             };
-            let (rest, (tag, len)) = (be_u16, be_u16).parse(i).map_err(stream_error)?;
-            let (rest, value) = take(len).parse(rest).map_err(stream_error)?;
             let tlv = Tlv::from_value(self.frame, tag, value)
                 .map_err(|e| nom::Err::Error(BodyError::new(e.status, e.field)))?;
             tlvs.push(tlv);

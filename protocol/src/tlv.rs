@@ -120,14 +120,15 @@ macro_rules! tlvs {
             /// values, and that an `Unknown` carrying a tag SMPP 3.4 defines
             /// holds a value valid for it. The decoder would refuse either.
             pub(crate) fn check_encodable(&self) -> Result<(), crate::error::EncodeError> {
-                let invalid = crate::error::EncodeError::InvalidTlv { tag: self.tag(), len: self.value_len() };
-                match self {
-                    $(Tlv::$oname(v) if !($omin..=$omax).contains(&v.len()) => Err(invalid),)*
-                    Tlv::Unknown { tag, value } => match Tlv::from_value(value, *tag, value) {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(invalid),
-                    },
-                    _ => Ok(()),
+                let valid = match self {
+                    $(Tlv::$oname(v) => ($omin..=$omax).contains(&v.len()),)*
+                    Tlv::Unknown { tag, value } => Tlv::from_value(value, *tag, value).is_ok(),
+                    _ => true,
+                };
+                if valid {
+                    Ok(())
+                } else {
+                    Err(crate::error::EncodeError::InvalidTlv { tag: self.tag(), len: self.value_len() })
                 }
             }
 
@@ -289,25 +290,28 @@ pub enum StoredTlvError {
 /// slices of `octets` (not copied).
 pub fn decode_tlvs(octets: &Bytes) -> Result<Vec<Tlv>, StoredTlvError> {
     let mut tlvs = Vec::new();
-    let mut offset = 0;
-    while offset < octets.len() {
-        let header = octets
-            .get(offset..offset + 4)
-            .ok_or(StoredTlvError::Truncated { offset })?;
-        let tag = u16::from_be_bytes([header[0], header[1]]);
-        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        let value = octets
-            .get(offset + 4..offset + 4 + len)
-            .ok_or(StoredTlvError::Truncated { offset })?;
+    let mut rest: &[u8] = octets;
+    while !rest.is_empty() {
+        let offset = octets.len() - rest.len();
+        let (tag, value, after) = split_tlv(rest).ok_or(StoredTlvError::Truncated { offset })?;
         let tlv = Tlv::from_value(octets, tag, value).map_err(|e| StoredTlvError::Value {
             tag,
             field: e.field,
             status: e.status,
         })?;
         tlvs.push(tlv);
-        offset += 4 + len;
+        rest = after;
     }
     Ok(tlvs)
+}
+
+/// Splits the first TLV off `octets`: its tag, its value and the octets after
+/// it, or `None` when they end inside the tag, length or value.
+#[inline]
+pub(crate) fn split_tlv(octets: &[u8]) -> Option<(u16, &[u8], &[u8])> {
+    let ([t0, t1, l0, l1], rest) = octets.split_first_chunk::<4>()?;
+    let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+    (len <= rest.len()).then(|| (u16::from_be_bytes([*t0, *t1]), &rest[..len], &rest[len..]))
 }
 
 /// Finds the first TLV a closure picks (`find_tlv(&tlvs, |t| match t { Tlv::X(v) => Some(v), _ => None })`).

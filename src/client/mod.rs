@@ -267,26 +267,22 @@ impl Shared {
     fn close(&self, reason: CloseReason) {
         let _ = self.closed.set(reason);
         self.slots.close();
-        let waiting: Vec<_> = match self.pending.lock() {
-            Ok(mut pending) => pending.drain().collect(),
-            Err(poisoned) => poisoned.into_inner().drain().collect(),
-        };
+        let waiting: Vec<_> = self.pending().drain().collect();
         drop(waiting);
         self.closed_tx.send_replace(true);
     }
 
+    /// The waiting callers; a poisoned lock is still usable (the map stays consistent).
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Pdu>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn take_pending(&self, sequence: u32) -> Option<oneshot::Sender<Pdu>> {
-        match self.pending.lock() {
-            Ok(mut pending) => pending.remove(&sequence),
-            Err(poisoned) => poisoned.into_inner().remove(&sequence),
-        }
+        self.pending().remove(&sequence)
     }
 
     fn insert_pending(&self, sequence: u32, tx: oneshot::Sender<Pdu>) {
-        match self.pending.lock() {
-            Ok(mut pending) => pending.insert(sequence, tx),
-            Err(poisoned) => poisoned.into_inner().insert(sequence, tx),
-        };
+        self.pending().insert(sequence, tx);
     }
 
     /// Sends `body` with a fresh sequence number and waits for its

@@ -80,6 +80,12 @@ struct Session<R> {
 /// The writer is gone: the session cannot continue.
 struct WriterGone;
 
+impl From<WriterGone> for CloseReason {
+    fn from(_: WriterGone) -> Self {
+        CloseReason::Io("the writer stopped".to_string())
+    }
+}
+
 impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
     /// The loop. Returns why it ended and whether the writer task already finished.
     async fn run(
@@ -111,14 +117,14 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                         Stop::Unbind => {
                             stopping = true;
                             if self.start_unbind().await.is_err() {
-                                return (CloseReason::Io("the writer stopped".to_string()), false);
+                                return (WriterGone.into(), false);
                             }
                         }
                     }
                 }
                 Some(answer) = self.answers.next(), if !self.answers.is_empty() => {
                     if self.send(answer).await.is_err() {
-                        return (CloseReason::Io("the writer stopped".to_string()), false);
+                        return (WriterGone.into(), false);
                     }
                 }
                 frame = self.frames.next() => {
@@ -130,7 +136,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                             tracing::warn!(error = %e, "malformed PDU from the SMSC");
                             if let Some(answer) = e.response() {
                                 if self.send(encode(&answer)).await.is_err() {
-                                    return (CloseReason::Io("the writer stopped".to_string()), false);
+                                    return (WriterGone.into(), false);
                                 }
                             }
                         }
@@ -139,7 +145,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                             match self.on_pdu(pdu).await {
                                 Ok(Some(end)) => return (end, false),
                                 Ok(None) => {}
-                                Err(WriterGone) => return (CloseReason::Io("the writer stopped".to_string()), false),
+                                Err(WriterGone) => return (WriterGone.into(), false),
                             }
                         }
                     }
@@ -148,7 +154,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                     match self.on_timer().await {
                         Ok(Some(end)) => return (end, false),
                         Ok(None) => {}
-                        Err(WriterGone) => return (CloseReason::Io("the writer stopped".to_string()), false),
+                        Err(WriterGone) => return (WriterGone.into(), false),
                     }
                 }
             }

@@ -6,13 +6,7 @@
 //! each completes (out of order); the session only stops reading while it
 //! drains for an unbind or a shutdown.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    time::{Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use smsmax_protocol::{
@@ -39,6 +33,7 @@ use super::{
 use crate::{
     config::BindType,
     smpp_time,
+    smpp_time::now_ms,
     store::{ChangeOutcome, MessageRecord, Replacement},
 };
 
@@ -92,7 +87,7 @@ where
         tx,
         state: State::Open,
         guard: None,
-        system_id: String::new(),
+        system_id: Arc::from(""),
         outbound: Window::new(OUTBOUND_WINDOW),
         in_flight: FuturesUnordered::new(),
         unbind_requested: None,
@@ -183,7 +178,8 @@ struct Session {
     tx: mpsc::Sender<Pdu>,
     state: State,
     guard: Option<BindGuard>,
-    system_id: String,
+    /// Shared with each request's answer future: a clone is a reference count.
+    system_id: Arc<str>,
     outbound: Window,
     in_flight: FuturesUnordered<Answer>,
     /// Sequence number of the client's unbind, answered once in-flight work is done.
@@ -191,13 +187,6 @@ struct Session {
     /// The server is shutting down.
     draining: bool,
     unbind_sent: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Session {
@@ -346,7 +335,7 @@ impl Session {
             .await;
         match result {
             Ok(guard) => {
-                self.system_id = guard.client.config.system_id.clone();
+                self.system_id = Arc::from(guard.client.config.system_id.as_str());
                 self.guard = Some(guard);
                 self.state = State::Bound(bind_type);
                 tracing::info!(peer = %self.peer, system_id = %self.system_id, ?bind_type, "bound");

@@ -113,13 +113,14 @@ pub fn submit_multi(
 ) -> Result<Vec<MultiDestination>, CommandStatus> {
     use smsmax_protocol::pdu::DestAddress;
     let source = source_address(&sm.source)?;
-    let submission = || submission!(sm);
-    // Check the message once, against a placeholder destination.
-    record(
-        submission(),
+    // Check and build the message once, against a placeholder destination;
+    // nothing in it depends on the destination, so each accepted one gets a
+    // copy with its own id and address.
+    let template = record(
+        submission!(sm),
         system_id,
         String::new(),
-        source.clone(),
+        source,
         AddressRecord::default(),
         now_ms,
     )?;
@@ -127,14 +128,11 @@ pub fn submit_multi(
     for dest in &sm.dest_addresses {
         match dest {
             DestAddress::SmeAddress(address) => match dest_address(address) {
-                Ok(dest) => out.push(MultiDestination::Accepted(Box::new(record(
-                    submission(),
-                    system_id,
-                    next_id(),
-                    source.clone(),
+                Ok(dest) => out.push(MultiDestination::Accepted(Box::new(MessageRecord {
+                    id: next_id(),
                     dest,
-                    now_ms,
-                )?))),
+                    ..template.clone()
+                }))),
                 Err(status) => out.push(MultiDestination::Refused {
                     address: address.clone(),
                     status,
@@ -185,16 +183,12 @@ fn record(
     // The message: short_message, or message_payload (the codec already
     // refused both at once). Other TLVs travel on as encoded.
     let mut message = s.short_message.clone();
-    let mut other_tlvs: Vec<&Tlv> = Vec::with_capacity(s.tlvs.len());
     for tlv in s.tlvs {
-        match tlv {
-            Tlv::MessagePayload(payload) => {
-                if payload.len() > MAX_PAYLOAD_OCTETS {
-                    return Err(CommandStatus::ESME_RINVMSGLEN);
-                }
-                message = payload.clone();
+        if let Tlv::MessagePayload(payload) = tlv {
+            if payload.len() > MAX_PAYLOAD_OCTETS {
+                return Err(CommandStatus::ESME_RINVMSGLEN);
             }
-            other => other_tlvs.push(other),
+            message = payload.clone();
         }
     }
     if s.data_coding == 0x08 && !message.len().is_multiple_of(2) {
@@ -204,14 +198,13 @@ fn record(
     if udhi && !udh_is_well_formed(&message) {
         return Err(CommandStatus::ESME_RINVMSGLEN);
     }
-    let tlvs = if other_tlvs.is_empty() {
-        Bytes::new()
-    } else {
-        let owned: Vec<Tlv> = other_tlvs.into_iter().cloned().collect();
-        let mut buf = BytesMut::new();
-        put_tlvs(&owned, &mut buf).map_err(|_| CommandStatus::ESME_RINVOPTPARSTREAM)?;
-        buf.freeze()
-    };
+    // Encoded in place, one at a time: no owned copy of the TLVs. An empty
+    // BytesMut freezes into an empty Bytes without allocating.
+    let mut tlvs = BytesMut::new();
+    for tlv in s.tlvs.iter().filter(|t| !matches!(t, Tlv::MessagePayload(_))) {
+        put_tlvs(std::slice::from_ref(tlv), &mut tlvs).map_err(|_| CommandStatus::ESME_RINVOPTPARSTREAM)?;
+    }
+    let tlvs = tlvs.freeze();
     Ok(MessageRecord {
         id,
         system_id: system_id.to_string(),

@@ -32,6 +32,7 @@ use crate::{
         retry::{RetryDecision, RetryPolicy},
         routing::{RouteDecision, Router},
     },
+    smpp_time::now_ms,
     store::{MessageRecord, MessageState, StateUpdate, StorageError, Store},
     upstream::{SubmitError, TransientCause, UpstreamPool},
 };
@@ -125,13 +126,6 @@ impl Relay {
         let task = tokio::spawn(run(inner, stopped));
         RelayHandle { stop, task }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {

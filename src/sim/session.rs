@@ -12,7 +12,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{atomic::Ordering::Relaxed, Arc},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -34,7 +34,7 @@ use super::{
     stats::bump,
     streams, unit, Seen, Shared,
 };
-use crate::{config::BindType, esme::window::Window};
+use crate::{config::BindType, esme::window::Window, smpp_time::now_ms};
 
 /// PDUs waiting for the writer; beyond, the session waits (bounded by the
 /// response timeout: the ESME is not reading).
@@ -209,12 +209,6 @@ struct Session {
     unbind_requested: Option<u32>,
     /// The simulator is stopping.
     draining: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Session {
@@ -394,11 +388,7 @@ impl Session {
 
     async fn refuse(&mut self, id: CommandId, sequence: u32, status: CommandStatus) -> Result<(), End> {
         bump(&self.shared.counters.refused);
-        let answer = match id.response() {
-            Some(resp) => Pdu::error_response(resp, sequence, status),
-            None => Pdu::generic_nack(sequence, status),
-        };
-        self.send(answer, None).await
+        self.answer_error(id, sequence, status).await
     }
 
     async fn on_bind(&mut self, sequence: u32, bind_type: BindType, bind: Bind) -> Result<(), End> {

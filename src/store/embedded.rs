@@ -73,7 +73,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
@@ -81,6 +81,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ChangeOutcome, MessageRecord, MessageState, Replacement, StateUpdate, StorageError, Store};
 use crate::queue::Queue;
+use crate::smpp_time::now_ms;
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
@@ -185,13 +186,6 @@ fn engine<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn queue_key(due_at_ms: u64, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + id.len());
     key.extend_from_slice(&due_at_ms.to_be_bytes());
@@ -208,6 +202,11 @@ fn decode(id: &str, bytes: &[u8]) -> Result<MessageRecord, StorageError> {
 
 fn encode(record: &MessageRecord) -> Result<Vec<u8>, StorageError> {
     postcard::to_stdvec(record).map_err(|e| StorageError::Engine(format!("encoding {}: {e}", record.id)))
+}
+
+/// Every record encoded, or the first failure (then nothing is written).
+fn encode_all(records: &[MessageRecord]) -> Result<Vec<Vec<u8>>, StorageError> {
+    records.iter().map(encode).collect()
 }
 
 impl EmbeddedStorage {
@@ -613,13 +612,10 @@ impl Committer {
 fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Result<Reply, StorageError>, StorageError> {
     match op {
         Op::Enqueue(records) => {
-            let mut encoded = Vec::with_capacity(records.len());
-            for record in records {
-                match encode(record) {
-                    Ok(bytes) => encoded.push(bytes),
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
+            let encoded = match encode_all(records) {
+                Ok(encoded) => encoded,
+                Err(e) => return Ok(Err(e)),
+            };
             for (record, bytes) in records.iter().zip(&encoded) {
                 let id = record.id.as_str();
                 t.messages.insert(id, bytes.as_slice()).map_err(engine)?;
@@ -630,13 +626,10 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
             Ok(Ok(Reply::Done))
         }
         Op::Insert(records) => {
-            let mut encoded = Vec::with_capacity(records.len());
-            for record in records {
-                match encode(record) {
-                    Ok(bytes) => encoded.push(bytes),
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
+            let encoded = match encode_all(records) {
+                Ok(encoded) => encoded,
+                Err(e) => return Ok(Err(e)),
+            };
             for (record, bytes) in records.iter().zip(&encoded) {
                 t.messages
                     .insert(record.id.as_str(), bytes.as_slice())

@@ -77,6 +77,17 @@ pub async fn connect(addr: SocketAddr) -> Esme<TcpStream> {
     Esme::new(stream)
 }
 
+/// A new session of `system_id` (password [`PASSWORD`]) bound as `kind`; the bind must succeed.
+pub async fn bound(addr: SocketAddr, kind: &str, system_id: &str) -> Esme<TcpStream> {
+    let mut esme = connect(addr).await;
+    assert_eq!(
+        esme.bind(kind, system_id, PASSWORD).await,
+        CommandStatus::ESME_ROK,
+        "{kind} bind of {system_id}"
+    );
+    esme
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
     pub fn new(stream: S) -> Self {
         Esme {
@@ -140,4 +151,13 @@ pub fn submit_sm(dest: &str, text: &str) -> SubmitSm {
         short_message: bytes::Bytes::copy_from_slice(text.as_bytes()),
         ..SubmitSm::default()
     }
+}
+
+/// Octets from hex digits; anything else (spaces, newlines) is ignored.
+pub fn hex(text: &str) -> Vec<u8> {
+    let clean: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..clean.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
+        .collect()
 }
