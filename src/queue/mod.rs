@@ -6,6 +6,8 @@
 //! transaction, group-committed; the Redis implementation (cluster profile)
 //! inserts into its `Store` first and then adds the stream entry.
 
+pub mod outbox;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

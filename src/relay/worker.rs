@@ -269,6 +269,7 @@ impl Inner {
                         upstream_id: Some(upstream_id),
                         error_code: None,
                         attempts: Some(attempts),
+                        link: None,
                         at_ms: now_ms(),
                     };
                     if self.update(id, update).await {
@@ -308,6 +309,7 @@ impl Inner {
                         upstream_id: None,
                         error_code: None,
                         attempts: Some(attempts),
+                        link: None,
                         at_ms: now_ms(),
                     };
                     if self.update(id, update).await {
@@ -361,6 +363,7 @@ impl Inner {
                     upstream_id: None,
                     error_code,
                     attempts: Some(attempts),
+                    link: None,
                     at_ms: now,
                 };
                 if self.update(id, update).await {
@@ -395,6 +398,7 @@ impl Inner {
             upstream_id: None,
             error_code,
             attempts: Some(attempts),
+            link: None,
             at_ms: now_ms(),
         };
         if self.update(id, update).await {

@@ -79,7 +79,11 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ChangeOutcome, MessageRecord, MessageState, Replacement, StateUpdate, StorageError, Store};
+use super::{
+    ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError,
+    Store, UpstreamMatch,
+};
+use crate::queue::outbox::{Outbox, OutboxEntry};
 use crate::queue::Queue;
 use crate::smpp_time::now_ms;
 
@@ -377,6 +381,73 @@ impl Store for EmbeddedStorage {
             Reply::Outcome(outcome) => Ok(outcome),
             _ => Err(engine("unexpected answer to replace")),
         }
+    }
+
+    async fn find_by_upstream(&self, _upstream: &str, _key: &str) -> Result<Option<UpstreamMatch>, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn record_receipt(
+        &self,
+        _receipt: ReceiptRecord,
+        _update: Option<StateUpdate>,
+        _forward: Vec<OutboxEntry>,
+    ) -> Result<ReceiptOutcome, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn receipts(&self, _id: &str) -> Result<Vec<ReceiptRecord>, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn unmatched_receipts(&self, _max: usize) -> Result<Vec<ReceiptRecord>, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn unmatched_count(&self) -> Result<u64, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+}
+
+#[async_trait]
+impl Outbox for EmbeddedStorage {
+    async fn push(&self, _entries: Vec<OutboxEntry>) -> Result<(), StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn reserve_for(
+        &self,
+        _system_id: &str,
+        _max: usize,
+        _lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn ack_delivered(&self, _system_id: &str, _ids: &[String]) -> Result<(), StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn retry_delivery(
+        &self,
+        _system_id: &str,
+        _id: &str,
+        _attempts: u32,
+        _due_at_ms: u64,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn depth_for(&self, _system_id: &str) -> Result<u64, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn waiting_clients(&self) -> Result<Vec<String>, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    }
+
+    async fn expire(&self, _now_ms: u64) -> Result<u64, StorageError> {
+        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
     }
 }
 
@@ -833,6 +904,7 @@ mod tests {
             upstream_id: None,
             error_code: None,
             attempts: None,
+            link: None,
             at_ms: 2,
         };
         assert!(matches!(

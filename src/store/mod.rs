@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::queue::outbox::OutboxEntry;
+
 pub mod embedded;
 
 /// Errors of a storage backend. The caller answers the client with
@@ -120,14 +122,71 @@ pub struct MessageRecord {
 }
 
 /// A state change recorded by the relay or by a receipt.
+///
+/// A record in a final state ([`MessageState::is_final`]) is never changed
+/// again by [`Store::update`]: a late relay outcome cannot undo a cancel_sm,
+/// and a duplicate receipt cannot flip DELIVERED to UNDELIVERABLE.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateUpdate {
     pub state: MessageState,
+    /// The upstream's id as it gave it (shown in status answers).
     pub upstream_id: Option<String>,
     pub error_code: Option<u32>,
     /// New submit attempt count, when the relay made an attempt (`None` keeps it).
     pub attempts: Option<u32>,
+    /// Where the message (or one part of it) went: written with the update,
+    /// in the same transaction, so a receipt can always be matched once the
+    /// relay's outcome is durable.
+    pub link: Option<UpstreamLink>,
     pub at_ms: u64,
+}
+
+/// The key a receipt is matched by: the upstream's configured name and its
+/// id for the message, normalised with that upstream's id style (see
+/// `smsmax_protocol::receipt::normalise_message_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpstreamLink {
+    pub upstream: String,
+    /// The normalised upstream id.
+    pub key: String,
+    /// Which part of our message this id is for (0 for a single-part message).
+    pub part: u16,
+}
+
+/// Our message (and part) an upstream id belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpstreamMatch {
+    pub id: String,
+    pub part: u16,
+}
+
+/// A delivery receipt as the gateway recorded it, matched or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    /// The upstream it came from and its normalised id there.
+    pub upstream: String,
+    pub key: String,
+    /// Our message, once matched (`None`: kept as unmatched).
+    pub matched: Option<UpstreamMatch>,
+    /// The state the receipt reports.
+    pub state: MessageState,
+    /// The receipt's error (network_error_code or `err:`), when not zero.
+    pub error_code: Option<u32>,
+    /// Unix milliseconds when it arrived.
+    pub received_at_ms: u64,
+    /// The receipt's short_message as received (for audits).
+    pub text: Bytes,
+}
+
+/// What [`Store::record_receipt`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// Stored (and, when matched, the message updated and the client's
+    /// receipt queued in the outbox).
+    Recorded,
+    /// The same state was already recorded for this message and part: an
+    /// upstream resending a receipt. Nothing changed; nothing forwarded.
+    Duplicate,
 }
 
 /// New content for replace_sm.
@@ -168,4 +227,33 @@ pub trait Store: Send + Sync + 'static {
     /// replace_sm: new content while ACCEPTED, only for the owner, atomically.
     async fn replace(&self, id: &str, system_id: &str, replacement: Replacement)
         -> Result<ChangeOutcome, StorageError>;
+
+    /// The message an upstream id belongs to (written by an [`update`](Store::update)
+    /// carrying a [`UpstreamLink`]).
+    async fn find_by_upstream(&self, upstream: &str, key: &str) -> Result<Option<UpstreamMatch>, StorageError>;
+
+    /// Records a receipt, atomically with its consequences:
+    /// - unmatched (`receipt.matched == None`): kept under (upstream, key)
+    ///   in the unmatched receipts, nothing else;
+    /// - matched: a receipt with the same state already recorded for that
+    ///   message and part gives [`ReceiptOutcome::Duplicate`] and changes
+    ///   nothing; otherwise the receipt is stored under (id, part), any
+    ///   unmatched copy under (upstream, key) removed, `update` applied to
+    ///   the message (unless it is final already) and `forward` (the client's
+    ///   receipt) pushed to the outbox.
+    async fn record_receipt(
+        &self,
+        receipt: ReceiptRecord,
+        update: Option<StateUpdate>,
+        forward: Vec<OutboxEntry>,
+    ) -> Result<ReceiptOutcome, StorageError>;
+
+    /// The receipts recorded for one of our messages, by part.
+    async fn receipts(&self, id: &str) -> Result<Vec<ReceiptRecord>, StorageError>;
+
+    /// Up to `max` unmatched receipts, oldest first (retried at start, shown to operators).
+    async fn unmatched_receipts(&self, max: usize) -> Result<Vec<ReceiptRecord>, StorageError>;
+
+    /// How many unmatched receipts are kept.
+    async fn unmatched_count(&self) -> Result<u64, StorageError>;
 }

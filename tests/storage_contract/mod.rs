@@ -289,6 +289,7 @@ pub async fn insert_get_and_update<S: Store + Queue>(f: Fixture<S>) {
         upstream_id: Some("UP-1".into()),
         error_code: None,
         attempts: None,
+        link: None,
         at_ms: r.updated_at_ms + 5,
     };
     assert!(s.update(&r.id, update).await.unwrap());
@@ -304,6 +305,7 @@ pub async fn insert_get_and_update<S: Store + Queue>(f: Fixture<S>) {
         upstream_id: None,
         error_code: Some(0x0b),
         attempts: Some(3),
+        link: None,
         at_ms: r.updated_at_ms + 9,
     };
     assert!(s.update(&r.id, update).await.unwrap());
@@ -332,6 +334,7 @@ pub async fn update_of_unknown_id_is_false<S: Store + Queue>(f: Fixture<S>) {
         upstream_id: None,
         error_code: None,
         attempts: None,
+        link: None,
         at_ms: now_ms(),
     };
     assert!(!s.update("no-such-id", update).await.unwrap());
@@ -376,6 +379,7 @@ pub async fn cancel_outcomes<S: Store + Queue>(f: Fixture<S>) {
         upstream_id: Some("UP-7".into()),
         error_code: None,
         attempts: None,
+        link: None,
         at_ms: now_ms(),
     };
     assert!(s.update(&b.id, update).await.unwrap());
@@ -444,6 +448,7 @@ pub async fn replace_outcomes<S: Store + Queue>(f: Fixture<S>) {
         upstream_id: None,
         error_code: None,
         attempts: None,
+        link: None,
         at_ms: now_ms(),
     };
     assert!(s.update(&a.id, update).await.unwrap());
@@ -526,6 +531,7 @@ pub async fn close_then_calls_fail_with_closed<S: Store + Queue>(f: Fixture<S>) 
         upstream_id: None,
         error_code: None,
         attempts: None,
+        link: None,
         at_ms: now_ms(),
     };
     closed("update", s.update(&r.id, update).await);
