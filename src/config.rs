@@ -39,6 +39,91 @@ pub struct Config {
     /// The relay workers.
     #[serde(default)]
     pub relay: RelayConfig,
+    /// Receipts from upstreams: matching them to our messages.
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
+    /// Each client's outbox: receipts and MO messages waiting for it.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Which client gets a mobile-originated message, by its destination address.
+    #[serde(default)]
+    pub mo_routes: Vec<MoRouteConfig>,
+}
+
+/// The `[receipts]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// How long a receipt that arrived before its submit_sm_resp was
+    /// recorded keeps being retried against new upstream ids, in seconds.
+    /// After that it stays stored as unmatched (and counted).
+    pub hold_secs: u64,
+    /// Most early receipts held in memory for matching; beyond, new ones are
+    /// only stored as unmatched (and retried at the next start).
+    pub hold_max: usize,
+    /// What a client whose message went out in several parts receives:
+    /// `per_part` (one receipt per part, each with our id) or `final` (one
+    /// receipt once every part is final; DELIVRD only if all were delivered).
+    pub part_policy: PartPolicy,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            hold_secs: 300,
+            hold_max: 100_000,
+            part_policy: PartPolicy::Final,
+        }
+    }
+}
+
+/// See [`ReceiptsConfig::part_policy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartPolicy {
+    PerPart,
+    Final,
+}
+
+/// The `[outbox]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How long a receipt or MO message waits for its client to bind, in
+    /// seconds; older entries are dropped, logged and counted.
+    pub max_age_secs: u64,
+    /// Most deliver_sm awaiting a response per client session.
+    pub window: usize,
+    /// Most entries taken from a client's outbox at once.
+    pub batch: usize,
+    /// How long a taken entry is leased before it returns (crash safety), in seconds.
+    pub lease_secs: u64,
+    /// First pause before resending a deliver_sm the client did not accept, in milliseconds.
+    pub retry_min_ms: u64,
+    /// Longest pause between resends, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_age_secs: 72 * 3600,
+            window: 64,
+            batch: 256,
+            lease_secs: 60,
+            retry_min_ms: 1_000,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+/// One `[[mo_routes]]` rule: MO messages whose destination address starts
+/// with `prefix` go to client `system_id` (longest prefix wins; `""` matches all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoRouteConfig {
+    pub prefix: String,
+    pub system_id: String,
 }
 
 /// The `[relay]` section: how queued messages are taken and submitted.
@@ -841,6 +926,43 @@ impl Config {
         at_least_1("relay.lease_secs", self.relay.lease_secs)?;
         at_least_1("relay.concurrency", self.relay.concurrency)?;
         at_least_1("relay.idle_poll_ms", self.relay.idle_poll_ms)?;
+
+        // [receipts], [outbox]
+        at_least_1("receipts.hold_max", self.receipts.hold_max)?;
+        at_least_1("outbox.max_age_secs", self.outbox.max_age_secs)?;
+        at_least_1("outbox.window", self.outbox.window)?;
+        at_least_1("outbox.batch", self.outbox.batch)?;
+        at_least_1("outbox.lease_secs", self.outbox.lease_secs)?;
+        at_least_1("outbox.retry_min_ms", self.outbox.retry_min_ms)?;
+        if self.outbox.retry_max_ms < self.outbox.retry_min_ms {
+            return Err(ConfigError::invalid(
+                "outbox.retry_max_ms",
+                "must be at least outbox.retry_min_ms",
+            ));
+        }
+
+        // [[mo_routes]]
+        let mut prefixes = std::collections::HashSet::new();
+        for (i, route) in self.mo_routes.iter().enumerate() {
+            if !route.prefix.bytes().all(|b| b.is_ascii_digit() || b == b'+') {
+                return Err(ConfigError::invalid(
+                    format!("mo_routes[{i}].prefix"),
+                    "must be digits (an optional leading +)",
+                ));
+            }
+            if !prefixes.insert(route.prefix.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("mo_routes[{i}].prefix"),
+                    format!("{:?} is already routed by an earlier rule", route.prefix),
+                ));
+            }
+            if !self.clients.iter().any(|c| c.system_id == route.system_id) {
+                return Err(ConfigError::invalid(
+                    format!("mo_routes[{i}].system_id"),
+                    format!("{:?} is not a configured client", route.system_id),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -912,6 +1034,25 @@ mod tests {
         assert_invalid(&format!("{upstream}{upstream}"), "upstreams[1].name", "already used");
         assert_invalid("[retry]\nmax_attempts = 0", "retry", "");
         assert_invalid("[relay]\nconcurrency = 0", "relay.concurrency", "at least 1");
+        assert_invalid("[outbox]\nwindow = 0", "outbox.window", "at least 1");
+        assert_invalid(
+            "[outbox]\nretry_min_ms = 5000\nretry_max_ms = 10",
+            "outbox.retry_max_ms",
+            "at least outbox.retry_min_ms",
+        );
+        assert!(
+            matches!(load("[receipts]\npart_policy = \"some\"\n"), Err(ConfigError::BadValue { ref key, .. }) if key == "receipts.part_policy")
+        );
+        assert_invalid(
+            "[[mo_routes]]\nprefix = \"44x\"\nsystem_id = \"x\"",
+            "mo_routes[0].prefix",
+            "digits",
+        );
+        assert_invalid(
+            "[[mo_routes]]\nprefix = \"44\"\nsystem_id = \"nobody\"",
+            "mo_routes[0].system_id",
+            "not a configured client",
+        );
         assert_invalid("[[routes]]\nupstreams = []", "routes[0].upstreams", "no upstreams");
     }
 
