@@ -534,14 +534,16 @@ mod tests {
         assert_eq!(DecimalToHex.normalise("255"), Hex.normalise("00FF"));
         assert_eq!(CaseInsensitive.normalise("AbC"), CaseInsensitive.normalise("abc"));
         assert_eq!(Hex.normalise("xyz"), None);
-        let names: Vec<IdStyleName> =
-            toml::from_str::<std::collections::HashMap<String, Vec<IdStyleName>>>(
-                "v = [\"as_is\", \"case_insensitive\", \"hex\", \"decimal\", \"hex_to_decimal\", \"decimal_to_hex\"]",
-            )
-            .unwrap()
-            .remove("v")
-            .unwrap();
+        let names: Vec<IdStyleName> = toml::from_str::<std::collections::HashMap<String, Vec<IdStyleName>>>(
+            "v = [\"as_is\", \"case_insensitive\", \"hex\", \"decimal\", \"hex_to_decimal\", \"decimal_to_hex\"]",
+        )
+        .unwrap()
+        .remove("v")
+        .unwrap();
         assert_eq!(names, all);
-        assert_eq!(UpstreamConfig::new("a", "h", 1, "s", "p").submit_id_style, CaseInsensitive);
+        assert_eq!(
+            UpstreamConfig::new("a", "h", 1, "s", "p").submit_id_style,
+            CaseInsensitive
+        );
     }
 }
