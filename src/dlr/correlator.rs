@@ -466,7 +466,7 @@ impl Inner {
         let state = receipt.state;
         let (update, forward) = match &record {
             Some(record) => {
-                let update = state.is_final().then(|| StateUpdate {
+                let update = state.is_final().then_some(StateUpdate {
                     state,
                     upstream_id: None,
                     error_code: receipt.error_code,

@@ -18,7 +18,7 @@ impl MoRouter {
             .iter()
             .map(|r| (strip_plus(&r.prefix).to_string(), r.system_id.clone()))
             .collect();
-        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        rules.sort_by_key(|rule| std::cmp::Reverse(rule.0.len()));
         MoRouter { rules }
     }
 
