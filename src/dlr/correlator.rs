@@ -599,3 +599,320 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        client::Responder,
+        config::MoRouteConfig,
+        dlr::memory::MemoryStore,
+        store::{AddressRecord, MessageRecord, MessageState, UpstreamLink},
+    };
+    use bytes::Bytes;
+    use smsmax_protocol::{pdu::DeliverSm, tlv::Tlv, types::Address, Body, Pdu};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    struct Harness {
+        store: Arc<MemoryStore>,
+        tx: mpsc::Sender<UpstreamInbound>,
+        correlator: CorrelatorHandle,
+    }
+
+    fn settings() -> CorrelatorSettings {
+        CorrelatorSettings {
+            hold: Duration::from_millis(400),
+            hold_retry_min: Duration::from_millis(10),
+            hold_retry_max: Duration::from_millis(40),
+            answer_timeout: Duration::from_secs(2),
+            ..CorrelatorSettings::default()
+        }
+    }
+
+    fn start_with(store: Arc<MemoryStore>, settings: CorrelatorSettings) -> Harness {
+        let (tx, rx) = mpsc::channel(16);
+        let styles = HashMap::from([("carrier".to_string(), IdStyleName::Decimal)]);
+        let mo = MoRouter::new(&[MoRouteConfig {
+            prefix: "4477".into(),
+            system_id: "bob".into(),
+        }]);
+        let correlator = Correlator::start(vec![rx], styles, mo, store.clone(), store.clone(), settings);
+        Harness { store, tx, correlator }
+    }
+
+    fn record(id: &str, registered_delivery: u8) -> MessageRecord {
+        MessageRecord {
+            id: id.into(),
+            system_id: "alice".into(),
+            service_type: String::new(),
+            source: AddressRecord {
+                ton: 1,
+                npi: 1,
+                addr: "447700900001".into(),
+            },
+            dest: AddressRecord {
+                ton: 1,
+                npi: 1,
+                addr: "447700900123".into(),
+            },
+            esm_class: 0,
+            protocol_id: 0,
+            priority_flag: 0,
+            registered_delivery,
+            data_coding: 0,
+            short_message: Bytes::from_static(b"hello"),
+            tlvs: Bytes::new(),
+            parts: 1,
+            state: MessageState::Accepted,
+            submitted_at_ms: 1,
+            updated_at_ms: 1,
+            schedule_at_ms: None,
+            expires_at_ms: None,
+            upstream_id: None,
+            error_code: None,
+            attempts: 0,
+        }
+    }
+
+    /// A message of ours, ENROUTE at `carrier` under upstream key `key`.
+    async fn enroute(store: &MemoryStore, id: &str, key: &str, registered_delivery: u8) {
+        store.insert(&[record(id, registered_delivery)]).await.unwrap();
+        link(store, id, key).await;
+    }
+
+    async fn link(store: &MemoryStore, id: &str, key: &str) {
+        let update = StateUpdate {
+            state: MessageState::Enroute,
+            upstream_id: Some(key.into()),
+            error_code: None,
+            attempts: Some(1),
+            link: Some(UpstreamLink {
+                upstream: "carrier".into(),
+                key: key.into(),
+                part: 0,
+            }),
+            at_ms: 2,
+        };
+        assert!(store.update(id, update).await.unwrap());
+    }
+
+    fn deliver(esm_class: u8, dest: &str, text: &str, tlvs: Vec<Tlv>) -> DeliverSm {
+        DeliverSm {
+            source: Address::new(1, 1, "447700900123").unwrap(),
+            dest: Address::new(1, 1, dest).unwrap(),
+            esm_class,
+            short_message: Bytes::copy_from_slice(text.as_bytes()),
+            tlvs,
+            ..DeliverSm::default()
+        }
+    }
+
+    impl Harness {
+        async fn send(&self, sm: DeliverSm) -> CommandStatus {
+            let (responder, answer) = Responder::channel();
+            let item = UpstreamInbound {
+                upstream: Arc::from("carrier"),
+                bind: 0,
+                pdu: Pdu::new(1, Body::DeliverSm(sm)),
+                responder,
+            };
+            self.tx.send(item).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .expect("answered in time")
+                .expect("answered")
+        }
+
+        async fn wait(&self, what: &str, check: impl Fn(&DlrStats) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !check(&self.correlator.stats()) {
+                assert!(Instant::now() < deadline, "{what}: {:?}", self.correlator.stats());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn matched_receipts_update_forward_and_count_duplicates() {
+        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        enroute(&h.store, "m1", "255", 1).await;
+        enroute(&h.store, "m2", "256", 2).await;
+        // Decimal style: leading zeros do not matter.
+        let r1 = deliver(0x04, "447700900001", "id:000255 stat:DELIVRD err:000", vec![]);
+        assert_eq!(h.send(r1.clone()).await, CommandStatus::ESME_ROK);
+        assert_eq!(h.send(r1).await, CommandStatus::ESME_ROK);
+        // TLVs first: the text says DELIVRD, message_state says UNDELIV.
+        let r2 = deliver(
+            0x04,
+            "447700900001",
+            "id:999 stat:DELIVRD",
+            vec![Tlv::ReceiptedMessageId("256".try_into().unwrap()), Tlv::MessageState(5)],
+        );
+        assert_eq!(h.send(r2).await, CommandStatus::ESME_ROK);
+        let stats = h.correlator.stats();
+        assert_eq!(
+            (stats.matched, stats.duplicates, stats.forwarded),
+            (2, 1, 2),
+            "{stats:?}"
+        );
+        assert_eq!(h.store.get("m1").await.unwrap().unwrap().state, MessageState::Delivered);
+        assert_eq!(
+            h.store.get("m2").await.unwrap().unwrap().state,
+            MessageState::Undeliverable
+        );
+        let outbox = h.store.reserve_for("alice", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox[0].message_id.as_deref(), Some("m1"));
+        assert!(std::str::from_utf8(&outbox[0].short_message)
+            .unwrap()
+            .starts_with("id:m1 "));
+        assert!(std::str::from_utf8(&outbox[1].short_message)
+            .unwrap()
+            .contains("stat:UNDELIV"));
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn forwarding_follows_registered_delivery() {
+        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        enroute(&h.store, "none", "1", 0).await;
+        enroute(&h.store, "failures", "2", 2).await;
+        enroute(&h.store, "intermediate", "3", 0x11).await;
+        for (id, stat) in [("1", "DELIVRD"), ("2", "DELIVRD"), ("3", "ENROUTE"), ("3", "DELIVRD")] {
+            let sm = deliver(0x04, "447700900001", &format!("id:{id} stat:{stat}"), vec![]);
+            assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        }
+        let outbox = h.store.reserve_for("alice", 10, Duration::ZERO).await.unwrap();
+        let got: Vec<(Option<&str>, u8)> = outbox.iter().map(|e| (e.message_id.as_deref(), e.esm_class)).collect();
+        assert_eq!(got, vec![(Some("intermediate"), 0x20), (Some("intermediate"), 0x04)]);
+        assert_eq!(
+            h.store.get("none").await.unwrap().unwrap().state,
+            MessageState::Delivered
+        );
+        assert_eq!(
+            h.store.get("intermediate").await.unwrap().unwrap().state,
+            MessageState::Delivered
+        );
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_early_receipt_is_held_until_its_link_is_recorded() {
+        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        h.store.insert(&[record("late", 1)]).await.unwrap();
+        let sm = deliver(0x04, "447700900001", "id:77 stat:DELIVRD", vec![]);
+        assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        assert_eq!(h.store.unmatched_count().await.unwrap(), 1, "stored as unmatched first");
+        h.wait("held", |s| s.held == 1 && s.holding == 1).await;
+        link(&h.store, "late", "77").await;
+        h.wait("matched after hold", |s| s.matched_after_hold == 1).await;
+        assert_eq!(h.store.unmatched_count().await.unwrap(), 0);
+        assert_eq!(
+            h.store.get("late").await.unwrap().unwrap().state,
+            MessageState::Delivered
+        );
+        assert_eq!(h.store.depth_for("alice").await.unwrap(), 1);
+        assert_eq!(h.correlator.stats().unmatched, 0);
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_unknown_receipt_stays_unmatched_after_hold_secs() {
+        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        let sm = deliver(0x04, "447700900001", "id:12 stat:UNDELIV err:001", vec![]);
+        assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        h.wait("given up", |s| s.unmatched == 1 && s.holding == 0).await;
+        let unmatched = h.store.unmatched_receipts(10).await.unwrap();
+        assert_eq!(unmatched.len(), 1);
+        assert_eq!(
+            (unmatched[0].key.as_str(), unmatched[0].state, unmatched[0].error_code),
+            ("12", MessageState::Undeliverable, Some(1))
+        );
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unmatched_receipts_are_reloaded_at_start() {
+        let store = Arc::new(MemoryStore::default());
+        store.insert(&[record("m", 1)]).await.unwrap();
+        let old = ReceiptRecord {
+            upstream: "carrier".into(),
+            key: "5".into(),
+            matched: None,
+            state: MessageState::Delivered,
+            error_code: None,
+            received_at_ms: now_ms(),
+            text: Bytes::from_static(b"id:5 stat:ACCEPTD"),
+        };
+        store.record_receipt(old, None, Vec::new()).await.unwrap();
+        let h = start_with(store, settings());
+        h.wait("loaded", |s| s.held == 1).await;
+        link(&h.store, "m", "5").await;
+        h.wait("matched", |s| s.matched_after_hold == 1).await;
+        let outbox = h.store.reserve_for("alice", 10, Duration::ZERO).await.unwrap();
+        assert!(
+            std::str::from_utf8(&outbox[0].short_message)
+                .unwrap()
+                .contains("stat:ACCEPTD"),
+            "the upstream's spelling is kept"
+        );
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_hold_set_is_bounded() {
+        let h = start_with(
+            Arc::new(MemoryStore::default()),
+            CorrelatorSettings {
+                hold_max: 1,
+                hold: Duration::from_secs(30),
+                ..settings()
+            },
+        );
+        for id in ["1", "2"] {
+            let sm = deliver(0x04, "447700900001", &format!("id:{id} stat:DELIVRD"), vec![]);
+            assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        }
+        h.wait("one held, one left unmatched", |s| s.held == 1 && s.unmatched == 1)
+            .await;
+        assert_eq!(h.store.unmatched_count().await.unwrap(), 2, "both stored");
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unreadable_receipts_mo_routes_and_storage_failures() {
+        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        // No id / an id that is not decimal (the upstream's receipt_id_style).
+        let unreadable = deliver(0x04, "447700900001", "garbage", vec![]);
+        assert_eq!(h.send(unreadable).await, CommandStatus::ESME_RX_P_APPN);
+        let not_decimal = deliver(0x04, "447700900001", "id:ZZ stat:DELIVRD", vec![]);
+        assert_eq!(h.send(not_decimal).await, CommandStatus::ESME_RX_P_APPN);
+        assert_eq!(h.correlator.stats().unparseable, 2);
+        // MO: routed by destination prefix, type bits cleared, TLVs kept.
+        let mo = deliver(0x48, "447700900999", "hi", vec![Tlv::UserMessageReference(9)]);
+        assert_eq!(h.send(mo).await, CommandStatus::ESME_ROK);
+        let unrouted = deliver(0x00, "33612", "hi", vec![]);
+        assert_eq!(h.send(unrouted).await, CommandStatus::ESME_RINVDSTADR);
+        let bob = h.store.reserve_for("bob", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(bob.len(), 1);
+        assert_eq!((bob[0].esm_class, bob[0].message_id.as_deref()), (0x40, None));
+        assert_eq!(&bob[0].short_message[..], b"hi");
+        assert_eq!(
+            smsmax_protocol::tlv::decode_tlvs(&bob[0].tlvs).unwrap(),
+            vec![Tlv::UserMessageReference(9)]
+        );
+        // Storage down: temporary error for receipts and MO alike.
+        h.store.failing.store(true, Relaxed);
+        let receipt = deliver(0x04, "447700900001", "id:1 stat:DELIVRD", vec![]);
+        assert_eq!(h.send(receipt).await, CommandStatus::ESME_RX_T_APPN);
+        let mo = deliver(0x00, "447700900999", "hi", vec![]);
+        assert_eq!(h.send(mo).await, CommandStatus::ESME_RX_T_APPN);
+        let stats = h.correlator.stats();
+        assert_eq!(
+            (stats.mo_routed, stats.mo_unrouted, stats.storage_errors),
+            (1, 1, 2),
+            "{stats:?}"
+        );
+        h.correlator.stop().await;
+    }
+}

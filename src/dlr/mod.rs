@@ -20,6 +20,8 @@ pub mod client_receipt;
 pub mod correlator;
 pub mod counters;
 pub mod inbound;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod mo;
 
 pub use correlator::{Correlator, CorrelatorHandle, CorrelatorSettings};
