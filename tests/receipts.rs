@@ -558,3 +558,56 @@ system_id = "bob"
     );
     storage.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_permanently_refused_message_gets_an_undeliv_receipt() {
+    let sim = sim_with(|c| {
+        c.error_share = 1.0;
+        c.error_status = CommandStatus::ESME_RINVDSTADR;
+    })
+    .await;
+    let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "")).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, message("447700900123", 0, 1)).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, &[5], Duration::from_secs(10)).await,
+        5,
+        "UNDELIVERABLE"
+    );
+    drop(esme);
+    sim.stop().await;
+    let (storage, _dir) = stopped_storage(gateway).await;
+    let entries = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let body = text(&entries[0].short_message);
+    assert!(body.starts_with(&format!("id:{id} ")), "{body}");
+    assert!(body.contains("stat:UNDELIV err:011"), "the refusal's status: {body}");
+    storage.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_id_that_does_not_fit_its_style_is_counted_and_not_linked() {
+    // Hex ids, but the upstream is configured as decimal on both sides.
+    let sim = sim_with(|c| c.id_start = Some(0xABC000)).await;
+    let styles = "submit_id_style = \"decimal\"\nreceipt_id_style = \"decimal\"";
+    let gateway = common::start(&receipts_config(sim.addr.port(), styles, "", "")).await;
+    let counters = gateway.running.receipt_counters().unwrap();
+    let relay = gateway.running.relay_counters().unwrap();
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, message("447700900123", 0, 1)).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
+        1,
+        "ENROUTE"
+    );
+    // Its receipt (hex id) cannot be read as decimal: refused, counted.
+    wait_counters(&counters, Duration::from_secs(10), "receipt refused", |c| {
+        c.unparseable.load(Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(relay.snapshot().unlinked, 1);
+    assert_eq!(state(&mut esme, &id).await, 1, "still ENROUTE");
+    drop(esme);
+    sim.stop().await;
+    gateway.running.stop().await.unwrap();
+}
