@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     config::{Config, StorageBackend},
-    dlr::{mo::MoRouter, Correlator, CorrelatorSettings, DlrCounters},
+    dlr::{mo::MoRouter, Correlator, CorrelatorSettings, DlrCounters, OutboxSink},
     esme::{
         auth::Authenticator,
         listener::{self, Transport},
@@ -161,12 +161,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|u| (u.name.clone(), u.receipt_id_style))
             .collect();
         let receipts = &config.receipts;
+        let sink = OutboxSink::new(outbox.clone());
         correlator = Some(Correlator::start(
             inbound,
             styles,
             MoRouter::new(&config.mo_routes),
             store.clone(),
-            outbox.clone(),
+            sink.clone(),
             CorrelatorSettings {
                 hold: Duration::from_secs(receipts.hold_secs),
                 hold_max: receipts.hold_max,
@@ -178,7 +179,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(Relay::start(
             queue.clone(),
             store.clone(),
-            outbox.clone(),
+            sink,
             Arc::new(router),
             by_name,
             config.retry.clone(),

@@ -84,9 +84,10 @@ use super::{
     counters::{bump, DlrCounters, DlrStats},
     inbound::{parse_receipt, InboundMessage},
     mo::MoRouter,
+    sink::OutboxSink,
 };
 use crate::{
-    queue::outbox::{Outbox, OutboxEntry},
+    queue::outbox::OutboxEntry,
     smpp_time::now_ms,
     store::{ReceiptOutcome, ReceiptRecord, StateUpdate, StorageError, Store},
     upstream::{IdStyleName, UpstreamInbound},
@@ -163,7 +164,7 @@ impl Correlator {
         receipt_styles: HashMap<String, IdStyleName>,
         mo_routes: MoRouter,
         store: Arc<dyn Store>,
-        outbox: Arc<dyn Outbox>,
+        outbox: OutboxSink,
         settings: CorrelatorSettings,
     ) -> CorrelatorHandle {
         let counters = Arc::new(DlrCounters::default());
@@ -193,7 +194,7 @@ struct Inner {
     styles: HashMap<String, IdStyleName>,
     mo_routes: MoRouter,
     store: Arc<dyn Store>,
-    outbox: Arc<dyn Outbox>,
+    outbox: OutboxSink,
     settings: CorrelatorSettings,
     counters: Arc<DlrCounters>,
 }
@@ -497,6 +498,7 @@ impl Inner {
             }
         };
         let forwarded = forward.len() as u64;
+        let client = record.as_ref().map(|r| r.system_id.clone());
         let id = matched.id.clone();
         let part = matched.part;
         let record_it = ReceiptRecord {
@@ -512,6 +514,9 @@ impl Inner {
                 self.counters
                     .forwarded
                     .fetch_add(forwarded, std::sync::atomic::Ordering::Relaxed);
+                if let Some(client) = client.filter(|_| forwarded > 0) {
+                    self.outbox.pushed(&client);
+                }
                 tracing::debug!(id, part, upstream = %receipt.upstream, state = state.name(), forwarded, "receipt matched");
             }
             ReceiptOutcome::Duplicate => {
@@ -607,6 +612,7 @@ mod tests {
         client::Responder,
         config::MoRouteConfig,
         dlr::memory::MemoryStore,
+        queue::outbox::Outbox,
         store::{AddressRecord, MessageRecord, MessageState, UpstreamLink},
     };
     use bytes::Bytes;
@@ -615,6 +621,8 @@ mod tests {
 
     struct Harness {
         store: Arc<MemoryStore>,
+        /// The clients the sink's notifier was told about.
+        told: Arc<std::sync::Mutex<Vec<String>>>,
         tx: mpsc::Sender<UpstreamInbound>,
         correlator: CorrelatorHandle,
     }
@@ -636,8 +644,18 @@ mod tests {
             prefix: "4477".into(),
             system_id: "bob".into(),
         }]);
-        let correlator = Correlator::start(vec![rx], styles, mo, store.clone(), store.clone(), settings);
-        Harness { store, tx, correlator }
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = told.clone();
+        let sink = OutboxSink::new(store.clone()).with_notifier(Arc::new(move |client: &str| {
+            seen.lock().unwrap().push(client.to_string())
+        }));
+        let correlator = Correlator::start(vec![rx], styles, mo, store.clone(), sink, settings);
+        Harness {
+            store,
+            told,
+            tx,
+            correlator,
+        }
     }
 
     fn record(id: &str, registered_delivery: u8) -> MessageRecord {
@@ -769,6 +787,11 @@ mod tests {
         assert!(std::str::from_utf8(&outbox[1].short_message)
             .unwrap()
             .contains("stat:UNDELIV"));
+        assert_eq!(
+            *h.told.lock().unwrap(),
+            vec!["alice".to_string(); 2],
+            "delivery told per forward"
+        );
         h.correlator.stop().await;
     }
 
@@ -897,6 +920,7 @@ mod tests {
         assert_eq!(bob.len(), 1);
         assert_eq!((bob[0].esm_class, bob[0].message_id.as_deref()), (0x40, None));
         assert_eq!(&bob[0].short_message[..], b"hi");
+        assert_eq!(*h.told.lock().unwrap(), vec!["bob".to_string()]);
         assert_eq!(
             smsmax_protocol::tlv::decode_tlvs(&bob[0].tlvs).unwrap(),
             vec![Tlv::UserMessageReference(9)]

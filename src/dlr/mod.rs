@@ -23,6 +23,8 @@ pub mod inbound;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod mo;
+pub mod sink;
 
 pub use correlator::{Correlator, CorrelatorHandle, CorrelatorSettings};
 pub use counters::{DlrCounters, DlrStats};
+pub use sink::{OutboxSink, PushNotifier};

@@ -50,7 +50,8 @@ use tokio::sync::watch;
 
 use crate::{
     dlr::client_receipt::{client_receipt, receipt_state, wants_receipt},
-    queue::{outbox::Outbox, Queue},
+    dlr::OutboxSink,
+    queue::Queue,
     relay::{
         retry::{RetryDecision, RetryPolicy},
         routing::{RouteDecision, Router},
@@ -157,7 +158,7 @@ pub struct Relay;
 struct Inner {
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
-    outbox: Arc<dyn Outbox>,
+    outbox: OutboxSink,
     counters: Arc<RelayCounters>,
     router: Arc<Router>,
     pools: HashMap<String, Arc<UpstreamPool>>,
@@ -178,7 +179,7 @@ impl Relay {
     pub fn start(
         queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
-        outbox: Arc<dyn Outbox>,
+        outbox: OutboxSink,
         router: Arc<Router>,
         pools: HashMap<String, Arc<UpstreamPool>>,
         policy: RetryPolicy,
