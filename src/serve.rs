@@ -4,8 +4,10 @@
 //! With `[[upstreams]]` configured, the upstream pools and the relay start
 //! after storage; without, messages stay queued (a warning says so once).
 //!
-//! Shutdown order: stop accepting, let every session answer what it has in
-//! flight and unbind its client, stop the relay (its submits in flight finish;
+//! Shutdown order: stop accepting and taking outbox entries, let every
+//! session answer what it has in flight and unbind its client, settle the
+//! outbox deliveries (answered ones acked, the rest back in the outbox),
+//! stop the relay (its submits in flight finish;
 //! what it had reserved goes back to the queue), stop the upstream pools,
 //! then close storage (which finishes pending commits and syncs), then return
 //! so the process exits 0.
@@ -24,10 +26,11 @@ use crate::{
     esme::{
         auth::Authenticator,
         listener::{self, Transport},
+        outbox::{DeliverySettings, OutboxDelivery},
         Gateway, SessionSettings,
     },
     ids::MessageIdGenerator,
-    queue::Queue,
+    queue::{outbox::Outbox, Queue},
     relay::{routing::Router, Relay, RelaySettings},
     store::{embedded::EmbeddedStorage, Store},
     upstream::UpstreamPool,
@@ -37,6 +40,10 @@ use crate::{
 pub struct Running {
     pub smpp_addr: std::net::SocketAddr,
     pub smpp_tls_addr: Option<std::net::SocketAddr>,
+    /// The clients' outbox in storage (what the receipt correlator pushes to).
+    pub outbox: Arc<dyn Outbox>,
+    /// Delivers the outbox to bound receivers; `notify` it after a push.
+    pub deliveries: Arc<OutboxDelivery>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -51,12 +58,12 @@ impl Running {
 
 /// Starts the gateway and returns once it listens.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (queue, store): (Arc<dyn Queue>, Arc<dyn Store>) = match config.storage.backend {
+    let (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match config.storage.backend {
         StorageBackend::Embedded => {
             let storage = EmbeddedStorage::open(&config.storage.data_dir, config.storage.max_batch)
                 .await
                 .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
-            (storage.clone(), storage)
+            (storage.clone(), storage.clone(), storage)
         }
     };
     let storage_timeout = Duration::from_secs(30);
@@ -69,16 +76,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_command_length: smpp.max_command_length,
         storage_timeout,
     };
+    let (stop, stopped) = watch::channel(false);
+    let deliveries = OutboxDelivery::start(
+        outbox.clone(),
+        DeliverySettings::new(&config.outbox, settings.response_timeout, storage_timeout),
+        stopped.clone(),
+    );
     let gateway = Arc::new(Gateway {
         settings,
         auth: Authenticator::new(&config.clients, &config.security),
         queue: queue.clone(),
         store: store.clone(),
         ids: MessageIdGenerator::new(config.node.id),
+        deliveries: Some(deliveries.clone()),
     });
     let connections = Arc::new(Semaphore::new(smpp.max_connections));
     let sessions = TaskTracker::new();
-    let (stop, stopped) = watch::channel(false);
 
     let tcp = TcpListener::bind(smpp.listen)
         .await
@@ -159,6 +172,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%smpp_addr, ?smpp_tls_addr, clients = config.clients.len(), "SMSMax listening");
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
+    let delivery = deliveries.clone();
     let done = tokio::spawn(async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
@@ -170,6 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if tokio::time::timeout(drain_timeout, sessions.wait()).await.is_err() {
             tracing::warn!("sessions did not finish in time");
         }
+        delivery.finish(drain_timeout).await;
         if let Some(relay) = relay {
             relay.stop().await;
         }
@@ -186,6 +201,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smpp_addr,
         smpp_tls_addr,
+        outbox,
+        deliveries,
         stop,
         done,
     })
