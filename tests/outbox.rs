@@ -40,7 +40,11 @@ impl Harness {
     }
 
     async fn with(extra: &str, tweak: impl FnOnce(&mut Config)) -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Harness::in_dir(tempfile::tempdir().expect("tempdir"), extra, tweak).await
+    }
+
+    /// A gateway on the storage in `dir` (a fresh one, or one a stopped gateway left).
+    async fn in_dir(dir: tempfile::TempDir, extra: &str, tweak: impl FnOnce(&mut Config)) -> Harness {
         let mut config = common::config(dir.path(), extra);
         tweak(&mut config);
         let running = smsmax::serve::start(config).await.expect("gateway starts");
@@ -82,8 +86,10 @@ impl Harness {
         }
     }
 
-    async fn stop(self) {
+    /// Stops gracefully; returns the storage directory for a restart.
+    async fn stop(self) -> tempfile::TempDir {
         self.gateway.running.stop().await.expect("clean stop");
+        self.gateway.dir
     }
 }
 
@@ -422,5 +428,60 @@ async fn the_delivery_window_is_respected() {
     h.wait_empty().await;
     assert_eq!(h.deliveries.counters().delivered, 10);
     drop(esme);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_settles_what_is_out_and_a_restart_delivers_the_rest() {
+    const EXTRA: &str = "[outbox]\nwindow = 3\nretry_min_ms = 50\nretry_max_ms = 200";
+    let h = Harness::start(EXTRA).await;
+    let mut esme = common::bound(h.addr(), "receiver", "alice").await;
+    let sent = texts("at shutdown", 5);
+    h.push(&sent).await;
+    let mut outstanding = Vec::new();
+    for _ in 0..3 {
+        outstanding.push(next_deliver_sm(&mut esme).await);
+    }
+    let acked = outstanding.remove(0);
+    answer(
+        &mut esme,
+        deliver_sm_resp(acked.sequence_number, CommandStatus::ESME_ROK),
+    )
+    .await;
+    outstanding.push(next_deliver_sm(&mut esme).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.depth().await != 4 {
+        assert!(Instant::now() < deadline, "the answered entry is acked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Shut down with three deliver_sm unanswered and one entry not yet sent:
+    // nothing new goes out, only (after the unanswered ones time out) our unbind.
+    let stopping = tokio::spawn(h.stop());
+    let unbind = esme.recv().await.expect("unbind before close");
+    assert_eq!(
+        unbind.command_id(),
+        CommandId::Unbind,
+        "no new deliver_sm during shutdown"
+    );
+    answer(&mut esme, Pdu::new(unbind.sequence_number, Body::UnbindResp)).await;
+    let dir = stopping.await.expect("stop task");
+    drop(esme);
+
+    let h = Harness::in_dir(dir, EXTRA, |_| {}).await;
+    assert_eq!(h.depth().await, 4, "nothing lost, nothing acked twice");
+    let (handle, mut inbound) = receiver(h.addr(), BindType::Receiver).await;
+    let got: HashSet<String> = take(&mut inbound, 4, CommandStatus::ESME_ROK)
+        .await
+        .iter()
+        .map(text)
+        .collect();
+    let expected: HashSet<String> = sent.into_iter().filter(|t| *t != text(&acked)).collect();
+    assert_eq!(got, expected);
+    h.wait_empty().await;
+    assert!(tokio::time::timeout(Duration::from_millis(300), inbound.recv())
+        .await
+        .is_err());
+    handle.unbind().await.expect("unbind");
     h.stop().await;
 }

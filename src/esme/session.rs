@@ -5,6 +5,13 @@
 //! session run concurrently up to the client's window and are answered as
 //! each completes (out of order); the session only stops reading while it
 //! drains for an unbind or a shutdown.
+//!
+//! A receiver or transceiver session also sends its client's outbox as
+//! deliver_sm (handed to it by [`super::outbox`]), at most `[outbox] window`
+//! unanswered, matched to deliver_sm_resp by sequence number; two more
+//! outbound slots keep room for an enquire_link and an unbind. Each outcome
+//! is reported back; when the session unbinds or ends, what it had queued
+//! is reported unsent and what is unanswered as such, so it is retried.
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
