@@ -66,7 +66,8 @@ pub struct DeliverySettings {
     pub batch: usize,
     /// Most deliver_sm awaiting a response per session.
     pub window: usize,
-    /// How long a leased entry stays ours; also the longest wait for an outcome.
+    /// How long a leased entry stays ours; also the longest wait for an
+    /// outcome. At least three response timeouts (see [`DeliverySettings::new`]).
     pub lease: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
@@ -82,12 +83,16 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
+    /// The lease is raised to three response timeouts when `lease_secs` is
+    /// shorter: an entry must stay leased while its deliver_sm waits behind
+    /// a full window and then for its response, or it would be handed out a
+    /// second time while the first is still unanswered.
     pub fn new(config: &OutboxConfig, response_timeout: Duration, storage_timeout: Duration) -> Self {
         let retry_min = Duration::from_millis(config.retry_min_ms);
         DeliverySettings {
             batch: config.batch.max(1),
             window: config.window.max(1),
-            lease: Duration::from_secs(config.lease_secs),
+            lease: Duration::from_secs(config.lease_secs).max(response_timeout * 3),
             retry_min,
             retry_max: Duration::from_millis(config.retry_max_ms).max(retry_min),
             // Retries that fall due are found at least this soon.
@@ -506,6 +511,25 @@ mod tests {
         }
         assert_eq!(backoff(0, min, max), min);
         assert_eq!(backoff(u32::MAX, min, min), min);
+    }
+
+    #[test]
+    fn settings_keep_a_lease_longer_than_a_delivery_attempt() {
+        let config = OutboxConfig {
+            lease_secs: 5,
+            retry_min_ms: 2,
+            ..OutboxConfig::default()
+        };
+        let s = DeliverySettings::new(&config, Duration::from_secs(10), Duration::from_secs(30));
+        assert_eq!(s.lease, Duration::from_secs(30));
+        assert_eq!(s.poll, Duration::from_millis(10), "polls are not a busy loop");
+        let s = DeliverySettings::new(
+            &OutboxConfig::default(),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+        );
+        assert_eq!(s.lease, Duration::from_secs(60));
+        assert_eq!(s.poll, Duration::from_secs(1));
     }
 
     #[test]
