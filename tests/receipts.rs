@@ -611,3 +611,43 @@ async fn an_upstream_id_that_does_not_fit_its_style_is_counted_and_not_linked() 
     sim.stop().await;
     gateway.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_receiver_gets_its_receipt_and_mo_as_deliver_sm() {
+    let sim = sim_with(|c| c.mo_every = 1).await;
+    let routes = "[[mo_routes]]\nprefix = \"447700900001\"\nsystem_id = \"alice\"\n";
+    let gateway = common::start(&receipts_config(sim.addr.port(), "", "", routes)).await;
+    let mut tx = common::bound(gateway.addr, "transmitter", "alice").await;
+    let mut rx = common::bound(gateway.addr, "receiver", "alice").await;
+    let id = submit(&mut tx, message("447700900123", 0, 1)).await;
+    let (mut receipt, mut mo) = (None, None);
+    while receipt.is_none() || mo.is_none() {
+        let pdu = rx.recv().await.expect("session open");
+        let Body::DeliverSm(sm) = &pdu.body else { continue };
+        rx.framed
+            .send(Pdu::new(
+                pdu.sequence_number,
+                Body::DeliverSmResp(SubmitSmResp::default()),
+            ))
+            .await
+            .unwrap();
+        if sm.esm_class == 0x04 {
+            receipt = Some(sm.clone());
+        } else {
+            mo = Some(sm.clone());
+        }
+    }
+    let receipt = receipt.unwrap();
+    let body = text(&receipt.short_message);
+    assert!(body.starts_with(&format!("id:{id} ")), "{body}");
+    assert!(body.contains("stat:DELIVRD"), "{body}");
+    assert!(receipt
+        .tlvs
+        .contains(&Tlv::ReceiptedMessageId(id.as_str().try_into().unwrap())));
+    let mo = mo.unwrap();
+    assert!(text(&mo.short_message).starts_with("MO reply"), "{mo:?}");
+    assert_eq!(mo.dest.addr.as_str(), Some("447700900001"));
+    drop((tx, rx));
+    sim.stop().await;
+    gateway.running.stop().await.unwrap();
+}
