@@ -52,8 +52,9 @@
 //!
 //! # Flow control and shutdown
 //!
-//! At most `concurrency` PDUs (and held-receipt retries) are being handled
-//! at once; beyond, the inbound channels fill up and the upstream sessions
+//! At most `concurrency` PDUs and held-receipt retries are being handled
+//! at once (retries at most half of them, so a large hold set cannot starve
+//! new PDUs); the loop sleeps until the next held receipt is due. Beyond, the inbound channels fill up and the upstream sessions
 //! answer with their fallback status. Every PDU is answered within
 //! `answer_timeout` (keep it under the sessions' inbound timeout).
 //! [`CorrelatorHandle::stop`] stops taking PDUs, finishes those being
@@ -235,11 +236,14 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let concurrency = inner.settings.concurrency.max(1);
+    // Retries of held receipts never take more than half the slots, so that
+    // a large hold set cannot starve new PDUs.
+    let max_retries = (concurrency / 2).max(1);
+    let mut retrying = 0usize;
     let mut held: BinaryHeap<ByDue> = BinaryHeap::new();
     inner.load_unmatched(&mut held).await;
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, Option<Held>>> = FuturesUnordered::new();
-    let mut tick = tokio::time::interval(inner.settings.hold_retry_min.max(Duration::from_millis(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each future says whether it was a retry and gives back a receipt to hold.
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, (bool, Option<Held>)>> = FuturesUnordered::new();
     let mut inbound_open = true;
     tracing::info!(
         upstreams = inner.styles.len(),
@@ -251,27 +255,41 @@ async fn run(
             break;
         }
         let now = Instant::now();
-        while in_flight.len() < concurrency && held.peek().is_some_and(|h| h.0.next_at <= now) {
+        while in_flight.len() < concurrency && retrying < max_retries && held.peek().is_some_and(|h| h.0.next_at <= now)
+        {
             if let Some(ByDue(h)) = held.pop() {
-                in_flight.push(inner.clone().retry(h).boxed());
+                retrying += 1;
+                let inner = inner.clone();
+                in_flight.push(async move { (true, inner.retry(h).await) }.boxed());
             }
         }
         inner
             .counters
             .holding
             .store(held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Sleep until the next held receipt is due, when a retry could start then.
+        let next_due = held
+            .peek()
+            .map(|h| h.0.next_at)
+            .filter(|_| in_flight.len() < concurrency && retrying < max_retries);
         tokio::select! {
             _ = stopped.changed() => break,
             item = inbound.next(), if inbound_open && in_flight.len() < concurrency => match item {
-                Some(item) => in_flight.push(inner.clone().handle(item).boxed()),
+                Some(item) => {
+                    let inner = inner.clone();
+                    in_flight.push(async move { (false, inner.handle(item).await) }.boxed());
+                }
                 None => inbound_open = false,
             },
-            Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((was_retry, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                if was_retry {
+                    retrying -= 1;
+                }
                 if let Some(h) = result {
                     inner.hold(&mut held, h);
                 }
             }
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
         }
     }
     tracing::info!(in_flight = in_flight.len(), "receipt correlator stopping");
