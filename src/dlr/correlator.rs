@@ -54,9 +54,10 @@
 //!
 //! At most `concurrency` PDUs and held-receipt retries are being handled
 //! at once (retries at most half of them, so a large hold set cannot starve
-//! new PDUs); the loop sleeps until the next held receipt is due. Beyond, the inbound channels fill up and the upstream sessions
-//! answer with their fallback status. Every PDU is answered within
-//! `answer_timeout` (keep it under the sessions' inbound timeout).
+//! new PDUs); the loop sleeps until the next held receipt is due. Beyond,
+//! the inbound channels fill up and the upstream sessions answer with their
+//! fallback status. Every PDU is answered within `answer_timeout` (keep it
+//! under the sessions' inbound timeout).
 //! [`CorrelatorHandle::stop`] stops taking PDUs, finishes those being
 //! handled and drops the hold set (its receipts are stored as unmatched and
 //! reloaded at the next start).
