@@ -854,8 +854,8 @@ fn apply(t: &mut Tables<'_>, op: &Op, cx: &mut Context<'_>) -> Result<Result<Rep
             cx.fx.outbox_unleased.push(id.clone());
             Ok(answer.map(|()| Reply::Done))
         }
-        Op::Expire(now_ms) => {
-            let expired = outbox::expire(t, *now_ms)?;
+        Op::Expire(at_ms) => {
+            let expired = outbox::expire(t, *at_ms)?;
             let count = expired.len() as u64;
             cx.fx.outbox_unleased.extend(expired);
             Ok(Ok(Reply::Count(count)))
