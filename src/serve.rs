@@ -27,7 +27,6 @@ use crate::{
         auth::Authenticator,
         listener::{self, Transport},
         outbox::{DeliverySettings, OutboxDelivery},
-        outbox_notify::NotifyingOutbox,
         Gateway, SessionSettings,
     },
     ids::MessageIdGenerator,
@@ -41,10 +40,9 @@ use crate::{
 pub struct Running {
     pub smpp_addr: std::net::SocketAddr,
     pub smpp_tls_addr: Option<std::net::SocketAddr>,
-    /// The clients' outbox in storage; a push wakes the delivery side. Give
-    /// this one to whatever pushes (the receipt correlator, the relay).
+    /// The clients' outbox in storage (what the receipt correlator pushes to).
     pub outbox: Arc<dyn Outbox>,
-    /// Delivers the outbox to bound receivers (its counters; `notify` after a push made elsewhere).
+    /// Delivers the outbox to bound receivers; `notify` it after a push.
     pub deliveries: Arc<OutboxDelivery>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -84,8 +82,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         DeliverySettings::new(&config.outbox, settings.response_timeout, storage_timeout),
         stopped.clone(),
     );
-    // Whoever pushes to the outbox wakes the delivery side with it.
-    let outbox: Arc<dyn Outbox> = NotifyingOutbox::wrap(outbox, deliveries.clone());
     let gateway = Arc::new(Gateway {
         settings,
         auth: Authenticator::new(&config.clients, &config.security),

@@ -62,10 +62,11 @@ impl Harness {
         self.gateway.addr
     }
 
-    /// Pushes receipts for alice with texts `texts` (the push wakes the delivery side).
+    /// Pushes receipts for alice with texts `texts` and tells the delivery side.
     async fn push(&self, texts: &[String]) {
         let entries = texts.iter().map(|t| entry("alice", t, 3_600_000)).collect();
         self.outbox.push(entries).await.expect("push");
+        self.deliveries.notify("alice");
     }
 
     async fn depth(&self) -> u64 {

@@ -9,7 +9,6 @@ pub mod auth;
 pub mod deliver_sm;
 pub mod listener;
 pub mod outbox;
-pub mod outbox_notify;
 pub mod receivers;
 pub mod session;
 pub mod validate;
