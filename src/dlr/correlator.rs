@@ -445,7 +445,9 @@ impl Inner {
             state: upstream_state(&parsed.stat),
             error_code: parsed.error_code,
             received_at_ms: now_ms(),
-            text: message.message().clone(),
+            // A copy: a slice would keep the session's whole read buffer
+            // alive for as long as the receipt is held.
+            text: bytes::Bytes::copy_from_slice(message.message()),
         };
         match self.try_match(&receipt, &parsed.stat).await {
             Ok(Some(_)) => (CommandStatus::ESME_ROK, None),

@@ -97,8 +97,9 @@ impl Default for RelaySettings {
 /// What the relay counts about receipts.
 #[derive(Debug, Default)]
 pub struct RelayCounters {
-    /// Submits accepted with a message_id that does not fit the upstream's
-    /// `submit_id_style`: ENROUTE without a link, so no receipt can match.
+    /// Submits accepted without a message_id, or with one that does not fit
+    /// the upstream's `submit_id_style`: ENROUTE without a link, so no
+    /// receipt can match.
     pub unlinked: AtomicU64,
     /// Receipts the relay generated (REJECTED, UNDELIVERABLE, EXPIRED) and queued for clients.
     pub gateway_receipts: AtomicU64,
@@ -392,6 +393,7 @@ impl Inner {
                 }
                 Err(SubmitError::NoMessageId) => {
                     // Accepted: sending again would duplicate it.
+                    self.counters.unlinked.fetch_add(1, Relaxed);
                     tracing::warn!(
                         id,
                         upstream,
