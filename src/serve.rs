@@ -4,11 +4,15 @@
 //! With `[[upstreams]]` configured, the upstream pools and the relay start
 //! after storage; without, messages stay queued (a warning says so once).
 //!
-//! Shutdown order: stop accepting, let every session answer what it has in
-//! flight and unbind its client, stop the relay (its submits in flight finish;
-//! what it had reserved goes back to the queue), stop the upstream pools,
-//! then close storage (which finishes pending commits and syncs), then return
-//! so the process exits 0.
+//! Shutdown order: stop accepting and taking outbox entries, let every
+//! session answer what it has in flight and unbind its client, settle the
+//! outbox deliveries (answered ones acked, the rest back in the outbox),
+//! stop the relay (its submits in flight finish; what it had reserved goes
+//! back to the queue), stop the upstream pools, stop the receipt correlator
+//! (it handles what the pools delivered until they stopped; held receipts
+//! stay stored as unmatched and are reloaded at the next start), then close
+//! storage (which finishes pending commits and syncs), then return so the
+//! process exits 0.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,14 +25,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     config::{Config, StorageBackend},
+    dlr::{mo::MoRouter, Correlator, CorrelatorSettings, DlrCounters, OutboxSink},
     esme::{
         auth::Authenticator,
         listener::{self, Transport},
+        outbox::{DeliverySettings, OutboxDelivery},
         Gateway, SessionSettings,
     },
     ids::MessageIdGenerator,
-    queue::Queue,
-    relay::{routing::Router, Relay, RelaySettings},
+    queue::{outbox::Outbox, Queue},
+    relay::{routing::Router, Relay, RelayCounters, RelaySettings},
     store::{embedded::EmbeddedStorage, Store},
     upstream::UpstreamPool,
 };
@@ -37,11 +43,27 @@ use crate::{
 pub struct Running {
     pub smpp_addr: std::net::SocketAddr,
     pub smpp_tls_addr: Option<std::net::SocketAddr>,
+    /// The clients' outbox in storage (what the receipt correlator pushes to).
+    pub outbox: Arc<dyn Outbox>,
+    /// Delivers the outbox to bound receivers; `notify` it after a push.
+    pub deliveries: Arc<OutboxDelivery>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    receipts: Option<Arc<DlrCounters>>,
+    relay: Option<Arc<RelayCounters>>,
 }
 
 impl Running {
+    /// The receipt correlator's counters (`None` without upstreams).
+    pub fn receipt_counters(&self) -> Option<Arc<DlrCounters>> {
+        self.receipts.clone()
+    }
+
+    /// The relay's receipt counters (`None` without upstreams).
+    pub fn relay_counters(&self) -> Option<Arc<RelayCounters>> {
+        self.relay.clone()
+    }
+
     /// Begins the graceful shutdown and waits for it.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -51,12 +73,12 @@ impl Running {
 
 /// Starts the gateway and returns once it listens.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (queue, store): (Arc<dyn Queue>, Arc<dyn Store>) = match config.storage.backend {
+    let (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match config.storage.backend {
         StorageBackend::Embedded => {
             let storage = EmbeddedStorage::open(&config.storage.data_dir, config.storage.max_batch)
                 .await
                 .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
-            (storage.clone(), storage)
+            (storage.clone(), storage.clone(), storage)
         }
     };
     let storage_timeout = Duration::from_secs(30);
@@ -69,16 +91,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_command_length: smpp.max_command_length,
         storage_timeout,
     };
+    let (stop, stopped) = watch::channel(false);
+    let deliveries = OutboxDelivery::start(
+        outbox.clone(),
+        DeliverySettings::new(&config.outbox, settings.response_timeout, storage_timeout),
+        stopped.clone(),
+    );
     let gateway = Arc::new(Gateway {
         settings,
         auth: Authenticator::new(&config.clients, &config.security),
         queue: queue.clone(),
         store: store.clone(),
         ids: MessageIdGenerator::new(config.node.id),
+        deliveries: Some(deliveries.clone()),
     });
     let connections = Arc::new(Semaphore::new(smpp.max_connections));
     let sessions = TaskTracker::new();
-    let (stop, stopped) = watch::channel(false);
 
     let tcp = TcpListener::bind(smpp.listen)
         .await
@@ -109,7 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )));
     }
     let mut pools: Vec<Arc<UpstreamPool>> = Vec::new();
-    let mut drains: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut correlator = None;
     let relay = if config.upstreams.is_empty() {
         tracing::warn!("no [[upstreams]] configured: the relay does not run and accepted messages stay queued");
         None
@@ -122,6 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         };
         let mut by_name = std::collections::HashMap::new();
+        let mut inbound = Vec::new();
         for upstream in &config.upstreams {
             let pool = match UpstreamPool::start(upstream.clone()) {
                 Ok(pool) => pool,
@@ -129,21 +158,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     for pool in &pools {
                         pool.stop().await;
                     }
-                    drains.iter().for_each(|d| d.abort());
                     let _ = stop.send(true);
                     return Err(e.context(format!("starting upstream {:?}", upstream.name)));
                 }
             };
-            if let Some(inbound) = pool.inbound() {
-                drains.push(tokio::spawn(refuse_inbound(upstream.name.clone(), inbound)));
+            if let Some(rx) = pool.inbound() {
+                inbound.push(rx);
             }
             pools.push(pool.clone());
             by_name.insert(upstream.name.clone(), pool);
         }
+        let styles = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), u.receipt_id_style))
+            .collect();
+        let receipts = &config.receipts;
+        let notify = deliveries.clone();
+        let sink = OutboxSink::new(outbox.clone()).with_notifier(Arc::new(move |client: &str| notify.notify(client)));
+        correlator = Some(Correlator::start(
+            inbound,
+            styles,
+            MoRouter::new(&config.mo_routes),
+            store.clone(),
+            sink.clone(),
+            CorrelatorSettings {
+                hold: Duration::from_secs(receipts.hold_secs),
+                hold_max: receipts.hold_max,
+                outbox_max_age: Duration::from_secs(config.outbox.max_age_secs),
+                ..CorrelatorSettings::default()
+            },
+        ));
         let relay = &config.relay;
         Some(Relay::start(
             queue.clone(),
             store.clone(),
+            sink,
             Arc::new(router),
             by_name,
             config.retry.clone(),
@@ -153,12 +203,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 concurrency: relay.concurrency,
                 idle_poll: Duration::from_millis(relay.idle_poll_ms),
                 storage_timeout,
+                receipt_max_age: Duration::from_secs(config.outbox.max_age_secs),
             },
         ))
     };
+    let receipt_counters = correlator.as_ref().map(|c| c.counters());
+    let relay_counters = relay.as_ref().map(|r| r.counters());
     tracing::info!(%smpp_addr, ?smpp_tls_addr, clients = config.clients.len(), "SMSMax listening");
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
+    let delivery = deliveries.clone();
     let done = tokio::spawn(async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
@@ -170,14 +224,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if tokio::time::timeout(drain_timeout, sessions.wait()).await.is_err() {
             tracing::warn!("sessions did not finish in time");
         }
+        delivery.finish(drain_timeout).await;
         if let Some(relay) = relay {
             relay.stop().await;
         }
         for pool in pools {
             pool.stop().await;
         }
-        for drain in drains {
-            drain.abort();
+        if let Some(correlator) = correlator {
+            correlator.stop().await;
         }
         queue.close().await.context("closing storage")?;
         tracing::info!("storage closed; bye");
@@ -186,27 +241,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smpp_addr,
         smpp_tls_addr,
+        outbox,
+        deliveries,
         stop,
         done,
+        receipts: receipt_counters,
+        relay: relay_counters,
     })
-}
-
-/// Answers an upstream's deliver_sm / data_sm with ESME_RX_T_APPN ("try
-/// again later") so that its sessions never wait on a full inbound channel:
-/// receipt correlation (`dlr/`) is not built yet, and the carrier keeps a
-/// refused receipt and sends it again later.
-async fn refuse_inbound(upstream: String, mut inbound: tokio::sync::mpsc::Receiver<crate::upstream::UpstreamInbound>) {
-    let mut warned = false;
-    while let Some(item) = inbound.recv().await {
-        if !warned {
-            tracing::warn!(
-                upstream,
-                "receipts and MO messages from upstreams are not handled yet; answering ESME_RX_T_APPN"
-            );
-            warned = true;
-        }
-        item.responder.respond(smsmax_protocol::CommandStatus::ESME_RX_T_APPN);
-    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then shuts down gracefully.

@@ -223,6 +223,13 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// A responder whose answer arrives on the returned receiver: for
+    /// consumers tested without a session.
+    pub fn channel() -> (Responder, oneshot::Receiver<CommandStatus>) {
+        let (tx, rx) = oneshot::channel();
+        (Responder { tx }, rx)
+    }
+
     /// Sends the response with `status`; `false` if it is too late (the
     /// fallback was sent or the session has ended).
     pub fn respond(self, status: CommandStatus) -> bool {
