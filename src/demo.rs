@@ -347,14 +347,21 @@ pub fn judge(report: &BenchReport, receipt_timeout: Duration) -> Vec<String> {
             report.acknowledged,
             receipt_timeout,
             sample.join(", "),
-            if r.never_receipted > sample.len() as u64 { ", ..." } else { "" }
+            if r.never_receipted > sample.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            }
         ));
     }
     if r.duplicates > 0 {
         problems.push(format!("{} receipts arrived more than once", r.duplicates));
     }
     if r.unmatched > 0 {
-        problems.push(format!("{} receipts name a message id the gateway never gave", r.unmatched));
+        problems.push(format!(
+            "{} receipts name a message id the gateway never gave",
+            r.unmatched
+        ));
     }
     if r.unparseable > 0 {
         problems.push(format!("{} receipts could not be read", r.unparseable));

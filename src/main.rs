@@ -357,7 +357,10 @@ fn demo(args: &smsmax::demo::DemoArgs) -> ExitCode {
         }
     }
     match workspace.finish(args.keep) {
-        Ok(Some(path)) => eprintln!("smsmax demo: kept {} (storage in data/, log in gateway.log)", path.display()),
+        Ok(Some(path)) => eprintln!(
+            "smsmax demo: kept {} (storage in data/, log in gateway.log)",
+            path.display()
+        ),
         Ok(None) => {}
         Err(e) => eprintln!("smsmax demo: could not remove the temporary directory: {e}"),
     }
