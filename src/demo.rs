@@ -84,7 +84,7 @@ pub struct DemoArgs {
     /// Print the bench report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
-    /// No progress bar (it is also hidden when standard error is not a terminal).
+    /// No progress bar (hidden anyway when standard error is not a terminal) and no notes on standard error.
     #[arg(short, long)]
     pub quiet: bool,
 }

@@ -77,7 +77,7 @@ enum Command {
     /// temporary directory (removed at the end unless --keep; the gateway's
     /// log goes to gateway.log there), relaying everything to the simulator.
     /// Then sends --messages submit_sm asking for receipts over --binds
-    /// transceiver sessions with --window outstanding each, shows progress,
+    /// transceiver sessions (--bind-mode) with --window outstanding each, shows progress,
     /// and prints the bench report: acknowledged, throughput, submit latency,
     /// receipts by state, duplicates and "never receipted" (--json for JSON).
     /// Exits 0 only when every message was acknowledged and every

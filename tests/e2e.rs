@@ -534,3 +534,33 @@ fn the_demo_refuses_what_it_cannot_promise() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_demo_command_exits_0_and_says_so() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smsmax"))
+        .args(["demo", "--messages", "300", "--binds", "2", "--window", "16", "--quiet"])
+        .args([
+            "--receipt-delay-ms",
+            "10",
+            "--receipt-jitter-ms",
+            "20",
+            "--receipt-timeout",
+            "20s",
+        ])
+        .env_remove("SMSMAX_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smsmax demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let never = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("never receipted"))
+        .and_then(|rest| rest.split_whitespace().next());
+    assert_eq!(never, Some("0"), "{stdout}");
+    assert!(
+        stdout.contains("demo: ok: all 300 acknowledged messages got exactly one receipt"),
+        "{stdout}"
+    );
+}
