@@ -583,7 +583,7 @@ fn change_answer(
         Ok(ChangeOutcome::NotFound | ChangeOutcome::NotOwner) => {
             Pdu::error_response(response_id, sequence, CommandStatus::ESME_RINVMSGID)
         }
-        Ok(ChangeOutcome::TooLate(_)) => Pdu::error_response(response_id, sequence, too_late),
+        Ok(ChangeOutcome::TooLate(_) | ChangeOutcome::InFlight) => Pdu::error_response(response_id, sequence, too_late),
         Err(status) => Pdu::error_response(response_id, sequence, status),
     }
 }

@@ -76,16 +76,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError,
     Store, UpstreamMatch,
 };
-use crate::queue::outbox::{Outbox, OutboxEntry};
+use crate::queue::outbox::OutboxEntry;
 use crate::queue::Queue;
 use crate::smpp_time::now_ms;
+
+mod outbox;
+mod receipts;
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
@@ -125,7 +131,10 @@ pub struct EmbeddedStorage {
     /// `None` only while dropping.
     tx: Option<mpsc::Sender<Msg>>,
     closed: AtomicBool,
-    leases: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Message queue leases: id -> end of the lease.
+    leases: Leases,
+    /// Outbox leases: entry id -> end of the lease.
+    outbox_leases: Leases,
     depth: Arc<AtomicU64>,
     counters: Arc<Counters>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -157,6 +166,24 @@ enum Op {
     },
     Ack(Vec<String>),
     Retry(String, u64),
+    RecordReceipt {
+        // Boxed: the rarer, larger requests should not size every request.
+        receipt: Box<ReceiptRecord>,
+        update: Option<Box<StateUpdate>>,
+        forward: Vec<OutboxEntry>,
+    },
+    Push(Vec<OutboxEntry>),
+    AckDelivered {
+        system_id: String,
+        ids: Vec<String>,
+    },
+    RetryDelivery {
+        system_id: String,
+        id: String,
+        attempts: u32,
+        due_at_ms: u64,
+    },
+    Expire(u64),
 }
 
 impl Op {
@@ -164,7 +191,9 @@ impl Op {
     fn weight(&self) -> usize {
         match self {
             Op::Enqueue(r) | Op::Insert(r) => r.len().max(1),
-            Op::Ack(ids) => ids.len().max(1),
+            Op::Ack(ids) | Op::AckDelivered { ids, .. } => ids.len().max(1),
+            Op::Push(entries) => entries.len().max(1),
+            Op::RecordReceipt { forward, .. } => 1 + forward.len(),
             _ => 1,
         }
     }
@@ -174,12 +203,18 @@ enum Reply {
     Done,
     Found(bool),
     Outcome(ChangeOutcome),
+    Receipt(ReceiptOutcome),
+    Count(u64),
 }
 
 struct Request {
     op: Op,
     reply: oneshot::Sender<Result<Reply, StorageError>>,
 }
+
+/// In-memory leases (id -> end of the lease), shared by the readers that
+/// hand entries out and the committer that ends them.
+type Leases = Arc<Mutex<HashMap<String, Instant>>>;
 
 enum Msg {
     Write(Request),
@@ -225,10 +260,9 @@ impl EmbeddedStorage {
             let mut wtx = db.begin_write().map_err(engine)?;
             wtx.set_durability(Durability::Immediate).map_err(engine)?;
             let depth = {
-                wtx.open_table(MESSAGES).map_err(engine)?;
-                wtx.open_table(QUEUE_INDEX).map_err(engine)?;
-                let queue = wtx.open_table(QUEUE).map_err(engine)?;
-                queue.len().map_err(engine)?
+                // Every table exists from here on: readers never meet a missing one.
+                let tables = Tables::open(&wtx)?;
+                tables.queue.len().map_err(engine)?
             };
             wtx.commit().map_err(engine)?;
             Ok((db, depth))
@@ -238,7 +272,8 @@ impl EmbeddedStorage {
 
         let db = Arc::new(db);
         let depth = Arc::new(AtomicU64::new(depth));
-        let leases = Arc::new(Mutex::new(HashMap::new()));
+        let leases: Leases = Arc::new(Mutex::new(HashMap::new()));
+        let outbox_leases: Leases = Arc::new(Mutex::new(HashMap::new()));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let committer = Committer {
@@ -247,6 +282,7 @@ impl EmbeddedStorage {
             max_batch,
             depth: depth.clone(),
             leases: leases.clone(),
+            outbox_leases: outbox_leases.clone(),
             counters: counters.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -258,6 +294,7 @@ impl EmbeddedStorage {
             tx: Some(tx),
             closed: AtomicBool::new(false),
             leases,
+            outbox_leases,
             depth,
             counters,
             committer: Mutex::new(Some(handle)),
@@ -383,71 +420,40 @@ impl Store for EmbeddedStorage {
         }
     }
 
-    async fn find_by_upstream(&self, _upstream: &str, _key: &str) -> Result<Option<UpstreamMatch>, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    async fn find_by_upstream(&self, upstream: &str, key: &str) -> Result<Option<UpstreamMatch>, StorageError> {
+        let (upstream, key) = (upstream.to_string(), key.to_string());
+        self.read(move |db| receipts::find_by_upstream(db, &upstream, &key))
+            .await
     }
 
     async fn record_receipt(
         &self,
-        _receipt: ReceiptRecord,
-        _update: Option<StateUpdate>,
-        _forward: Vec<OutboxEntry>,
+        receipt: ReceiptRecord,
+        update: Option<StateUpdate>,
+        forward: Vec<OutboxEntry>,
     ) -> Result<ReceiptOutcome, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+        let op = Op::RecordReceipt {
+            receipt: Box::new(receipt),
+            update: update.map(Box::new),
+            forward,
+        };
+        match self.write(op).await? {
+            Reply::Receipt(outcome) => Ok(outcome),
+            _ => Err(engine("unexpected answer to record_receipt")),
+        }
     }
 
-    async fn receipts(&self, _id: &str) -> Result<Vec<ReceiptRecord>, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    async fn receipts(&self, id: &str) -> Result<Vec<ReceiptRecord>, StorageError> {
+        let id = id.to_string();
+        self.read(move |db| receipts::of_message(db, &id)).await
     }
 
-    async fn unmatched_receipts(&self, _max: usize) -> Result<Vec<ReceiptRecord>, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+    async fn unmatched_receipts(&self, max: usize) -> Result<Vec<ReceiptRecord>, StorageError> {
+        self.read(move |db| receipts::unmatched(db, max)).await
     }
 
     async fn unmatched_count(&self) -> Result<u64, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-}
-
-#[async_trait]
-impl Outbox for EmbeddedStorage {
-    async fn push(&self, _entries: Vec<OutboxEntry>) -> Result<(), StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn reserve_for(
-        &self,
-        _system_id: &str,
-        _max: usize,
-        _lease: Duration,
-    ) -> Result<Vec<OutboxEntry>, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn ack_delivered(&self, _system_id: &str, _ids: &[String]) -> Result<(), StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn retry_delivery(
-        &self,
-        _system_id: &str,
-        _id: &str,
-        _attempts: u32,
-        _due_at_ms: u64,
-    ) -> Result<(), StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn depth_for(&self, _system_id: &str) -> Result<u64, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn waiting_clients(&self) -> Result<Vec<String>, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
-    }
-
-    async fn expire(&self, _now_ms: u64) -> Result<u64, StorageError> {
-        Err(StorageError::Engine("SCAFFOLD: not implemented".into()))
+        self.read(receipts::unmatched_count).await
     }
 }
 
@@ -556,7 +562,8 @@ struct Committer {
     rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     depth: Arc<AtomicU64>,
-    leases: Arc<Mutex<HashMap<String, Instant>>>,
+    leases: Leases,
+    outbox_leases: Leases,
     counters: Arc<Counters>,
 }
 
@@ -565,14 +572,44 @@ struct Committer {
 struct Effects {
     depth_added: u64,
     depth_removed: u64,
+    /// Message queue leases that end with this commit.
     unleased: Vec<String>,
+    /// Outbox leases that end with this commit.
+    outbox_unleased: Vec<String>,
+    /// Messages that cancel or replace kept from `reserve` while they
+    /// change (see [`lock_for_change`]); released after the commit, whether
+    /// it succeeded or not.
+    change_locks: Vec<String>,
     records: u64,
 }
 
+/// Every table, opened in one write transaction.
 struct Tables<'t> {
     messages: Table<'t, &'static str, &'static [u8]>,
     queue: Table<'t, &'static [u8], ()>,
     index: Table<'t, &'static str, u64>,
+    receipts: receipts::Tables<'t>,
+    outbox: outbox::Tables<'t>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(wtx: &'t WriteTransaction) -> Result<Self, StorageError> {
+        Ok(Tables {
+            messages: wtx.open_table(MESSAGES).map_err(engine)?,
+            queue: wtx.open_table(QUEUE).map_err(engine)?,
+            index: wtx.open_table(QUEUE_INDEX).map_err(engine)?,
+            receipts: receipts::Tables::open(wtx)?,
+            outbox: outbox::Tables::open(wtx)?,
+        })
+    }
+}
+
+/// What a request needs besides the tables.
+struct Context<'a> {
+    /// Unix milliseconds at the start of the batch.
+    now: u64,
+    leases: &'a Mutex<HashMap<String, Instant>>,
+    fx: Effects,
 }
 
 impl Committer {
@@ -624,26 +661,29 @@ impl Committer {
 
     fn commit(&self, batch: Vec<Request>) {
         let mut answers = Vec::with_capacity(batch.len());
-        let mut effects = Effects::default();
+        let mut cx = Context {
+            now: now_ms(),
+            leases: &self.leases,
+            fx: Effects::default(),
+        };
         let result = (|| -> Result<(), StorageError> {
             let mut wtx = self.db.begin_write().map_err(engine)?;
             wtx.set_durability(Durability::Immediate).map_err(engine)?;
             {
-                let mut tables = Tables {
-                    messages: wtx.open_table(MESSAGES).map_err(engine)?,
-                    queue: wtx.open_table(QUEUE).map_err(engine)?,
-                    index: wtx.open_table(QUEUE_INDEX).map_err(engine)?,
-                };
-                let now = now_ms();
+                let mut tables = Tables::open(&wtx)?;
                 for request in &batch {
                     // An Err here is the engine failing: the whole
                     // transaction is abandoned. A request's own failure
                     // (a corrupt record) is its answer and leaves no writes.
-                    answers.push(apply(&mut tables, &request.op, now, &mut effects)?);
+                    answers.push(apply(&mut tables, &request.op, &mut cx)?);
                 }
             }
             wtx.commit().map_err(engine)
         })();
+        let effects = cx.fx;
+        // Whatever the commit did, the messages cancel or replace held are
+        // free again: changed (and visible to the next snapshot) or not.
+        unlock(&self.leases, &effects.change_locks);
 
         let n = batch.len() as u64;
         match result {
@@ -656,13 +696,8 @@ impl Committer {
                 self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
                 self.depth.fetch_add(effects.depth_added, Ordering::AcqRel);
                 self.depth.fetch_sub(effects.depth_removed, Ordering::AcqRel);
-                if !effects.unleased.is_empty() {
-                    if let Ok(mut leases) = self.leases.lock() {
-                        for id in &effects.unleased {
-                            leases.remove(id);
-                        }
-                    }
-                }
+                unlock(&self.leases, &effects.unleased);
+                unlock(&self.outbox_leases, &effects.outbox_unleased);
                 for (request, answer) in batch.into_iter().zip(answers) {
                     let _ = request.reply.send(answer);
                 }
@@ -680,7 +715,8 @@ impl Committer {
 
 /// Applies one request inside the batch's transaction. The outer error is
 /// fatal for the transaction; the inner result is the caller's answer.
-fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Result<Reply, StorageError>, StorageError> {
+fn apply(t: &mut Tables<'_>, op: &Op, cx: &mut Context<'_>) -> Result<Result<Reply, StorageError>, StorageError> {
+    let now = cx.now;
     match op {
         Op::Enqueue(records) => {
             let encoded = match encode_all(records) {
@@ -691,9 +727,9 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
                 let id = record.id.as_str();
                 t.messages.insert(id, bytes.as_slice()).map_err(engine)?;
                 let due = record.schedule_at_ms.unwrap_or(now);
-                enqueue_entry(t, id, due, fx)?;
+                enqueue_entry(t, id, due, &mut cx.fx)?;
             }
-            fx.records += records.len() as u64;
+            cx.fx.records += records.len() as u64;
             Ok(Ok(Reply::Done))
         }
         Op::Insert(records) => {
@@ -706,38 +742,19 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
                     .insert(record.id.as_str(), bytes.as_slice())
                     .map_err(engine)?;
             }
-            fx.records += records.len() as u64;
+            cx.fx.records += records.len() as u64;
             Ok(Ok(Reply::Done))
         }
-        Op::Update(id, update) => {
-            let mut record = match load(t, id)? {
-                None => return Ok(Ok(Reply::Found(false))),
-                Some(Err(corrupt)) => return Ok(Err(corrupt)),
-                Some(Ok(record)) => record,
-            };
-            record.state = update.state;
-            if update.upstream_id.is_some() {
-                record.upstream_id = update.upstream_id.clone();
-            }
-            if update.error_code.is_some() {
-                record.error_code = update.error_code;
-            }
-            if let Some(attempts) = update.attempts {
-                record.attempts = attempts;
-            }
-            record.updated_at_ms = update.at_ms;
-            store(t, &record)?;
-            Ok(Ok(Reply::Found(true)))
-        }
+        Op::Update(id, update) => Ok(update_record(t, id, update)?.map(Reply::Found)),
         Op::Cancel { id, system_id, at_ms } => {
-            let mut record = match check_change(t, id, system_id)? {
+            let mut record = match check_change(t, id, system_id, cx)? {
                 Ok(record) => record,
                 Err(answer) => return Ok(answer),
             };
             record.state = MessageState::Deleted;
             record.updated_at_ms = *at_ms;
             store(t, &record)?;
-            dequeue_entry(t, id, fx)?;
+            dequeue_entry(t, id, &mut cx.fx)?;
             Ok(Ok(Reply::Outcome(ChangeOutcome::Changed)))
         }
         Op::Replace {
@@ -745,7 +762,7 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
             system_id,
             replacement,
         } => {
-            let mut record = match check_change(t, id, system_id)? {
+            let mut record = match check_change(t, id, system_id, cx)? {
                 Ok(record) => record,
                 Err(answer) => return Ok(answer),
             };
@@ -772,7 +789,7 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
         }
         Op::Ack(ids) => {
             for id in ids {
-                dequeue_entry(t, id, fx)?;
+                dequeue_entry(t, id, &mut cx.fx)?;
             }
             Ok(Ok(Reply::Done))
         }
@@ -785,10 +802,78 @@ fn apply(t: &mut Tables<'_>, op: &Op, now: u64, fx: &mut Effects) -> Result<Resu
                 t.queue.insert(queue_key(*due, id).as_slice(), ()).map_err(engine)?;
                 t.index.insert(id.as_str(), *due).map_err(engine)?;
             }
-            fx.unleased.push(id.clone());
+            cx.fx.unleased.push(id.clone());
             Ok(Ok(Reply::Done))
         }
+        Op::RecordReceipt {
+            receipt,
+            update,
+            forward,
+        } => Ok(receipts::record(t, receipt, update.as_deref(), forward, now)?.map(Reply::Receipt)),
+        Op::Push(entries) => Ok(outbox::push(t, entries, now)?.map(|()| Reply::Done)),
+        Op::AckDelivered { system_id, ids } => {
+            for id in ids {
+                outbox::remove(t, system_id, id)?;
+                cx.fx.outbox_unleased.push(id.clone());
+            }
+            Ok(Ok(Reply::Done))
+        }
+        Op::RetryDelivery {
+            system_id,
+            id,
+            attempts,
+            due_at_ms,
+        } => {
+            let answer = outbox::reschedule(t, system_id, id, *attempts, *due_at_ms)?;
+            cx.fx.outbox_unleased.push(id.clone());
+            Ok(answer.map(|()| Reply::Done))
+        }
+        Op::Expire(now_ms) => {
+            let expired = outbox::expire(t, *now_ms)?;
+            let count = expired.len() as u64;
+            cx.fx.outbox_unleased.extend(expired);
+            Ok(Ok(Reply::Count(count)))
+        }
     }
+}
+
+/// Applies a state change (and writes its upstream link) to a known
+/// record; `false` for an unknown id or a record that is final already.
+///
+/// The link is written even when the record is final: it is a fact (that
+/// upstream has our message under that id, e.g. a submit that raced a
+/// cancel whose lease had run out), and it lets the receipt that will come
+/// be matched and kept instead of waiting as unmatched forever. The inner
+/// error (a corrupt record) is returned before anything is written.
+fn update_record(
+    t: &mut Tables<'_>,
+    id: &str,
+    update: &StateUpdate,
+) -> Result<Result<bool, StorageError>, StorageError> {
+    let mut record = match load(t, id)? {
+        None => return Ok(Ok(false)),
+        Some(Err(corrupt)) => return Ok(Err(corrupt)),
+        Some(Ok(record)) => record,
+    };
+    if let Some(link) = &update.link {
+        receipts::link(t, link, id)?;
+    }
+    if record.state.is_final() {
+        return Ok(Ok(false));
+    }
+    record.state = update.state;
+    if update.upstream_id.is_some() {
+        record.upstream_id = update.upstream_id.clone();
+    }
+    if update.error_code.is_some() {
+        record.error_code = update.error_code;
+    }
+    if let Some(attempts) = update.attempts {
+        record.attempts = attempts;
+    }
+    record.updated_at_ms = update.at_ms;
+    store(t, &record)?;
+    Ok(Ok(true))
 }
 
 /// Queues `id` due at `due`, replacing an entry it already has.
@@ -831,11 +916,17 @@ fn store(t: &mut Tables<'_>, record: &MessageRecord) -> Result<(), StorageError>
 
 /// The checks of cancel_sm and replace_sm: the record if it may change,
 /// otherwise the answer to give.
+///
+/// A message the relay holds (leased by `reserve`, not yet acked, retried
+/// or run out) may be on its way to an upstream right now: changing it
+/// would let the client believe it was stopped (or replaced) while the old
+/// text is delivered, so the answer is [`ChangeOutcome::InFlight`].
 #[allow(clippy::type_complexity)]
 fn check_change(
     t: &Tables<'_>,
     id: &str,
     system_id: &str,
+    cx: &mut Context<'_>,
 ) -> Result<Result<MessageRecord, Result<Reply, StorageError>>, StorageError> {
     let record = match load(t, id)? {
         None => return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::NotFound)))),
@@ -848,7 +939,52 @@ fn check_change(
     if record.state != MessageState::Accepted {
         return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::TooLate(record.state)))));
     }
+    if !lock_for_change(cx, id)? {
+        return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::InFlight))));
+    }
     Ok(Ok(record))
+}
+
+/// How long a change lock would last if the committer never released it
+/// (it always does, right after the commit): longer than any commit.
+const CHANGE_LOCK: Duration = Duration::from_secs(3600);
+
+/// `false` if the relay holds `id`; otherwise keeps `reserve` from handing
+/// it out until this batch is committed, and `true`.
+///
+/// Without the lock, a `reserve` that took its snapshot before the commit
+/// would lease the message in its old state (ACCEPTED, old text) and the
+/// relay would submit it although cancel_sm was answered OK. `reserve` holds
+/// the lease table's lock across its snapshot, so either it leased the
+/// message first (then this sees the lease) or it sees the change lock and
+/// skips the message; once the lock is released (after the commit) a new
+/// snapshot shows the change.
+fn lock_for_change(cx: &mut Context<'_>, id: &str) -> Result<bool, StorageError> {
+    let mut leases = cx.leases.lock().map_err(|_| engine("lease table poisoned"))?;
+    let now = Instant::now();
+    // Locked already by an earlier request of this batch, or released by
+    // one (a retry or ack of the relay): not the relay's any more.
+    let ours = cx.fx.change_locks.iter().chain(&cx.fx.unleased).any(|held| held == id);
+    if !ours {
+        if leases.get(id).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        leases.insert(id.to_string(), now + CHANGE_LOCK);
+        cx.fx.change_locks.push(id.to_string());
+    }
+    Ok(true)
+}
+
+/// Ends the leases (or change locks) of `ids`.
+fn unlock(leases: &Mutex<HashMap<String, Instant>>, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Ok(mut leases) = leases.lock() {
+        for id in ids {
+            leases.remove(id);
+        }
+    }
 }
 
 #[cfg(test)]

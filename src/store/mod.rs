@@ -211,6 +211,9 @@ pub enum ChangeOutcome {
     NotOwner,
     /// Too late: the message is in this state already.
     TooLate(MessageState),
+    /// Too late: the relay holds the message right now (it may be on its way
+    /// to an upstream), although its state still says ACCEPTED.
+    InFlight,
 }
 
 /// Durable message records.
@@ -220,11 +223,17 @@ pub trait Store: Send + Sync + 'static {
     async fn insert(&self, records: &[MessageRecord]) -> Result<(), StorageError>;
     /// The record with this id.
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StorageError>;
-    /// Records a state change; `false` if the id is unknown.
+    /// Records a state change; `false` if the id is unknown or the record is
+    /// final already (left as it is: there is nothing left to do for it).
+    /// The update's [`UpstreamLink`] is written for every known id, final or
+    /// not: the upstream has the message under that id either way.
     async fn update(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError>;
-    /// cancel_sm: ACCEPTED -> DELETED, only for the owner, atomically.
+    /// cancel_sm: ACCEPTED -> DELETED, only for the owner, atomically; refused
+    /// with [`ChangeOutcome::InFlight`] while the relay holds the message
+    /// (leased by [`Queue::reserve`](crate::queue::Queue::reserve)).
     async fn cancel(&self, id: &str, system_id: &str, at_ms: u64) -> Result<ChangeOutcome, StorageError>;
-    /// replace_sm: new content while ACCEPTED, only for the owner, atomically.
+    /// replace_sm: new content while ACCEPTED and not held by the relay, only
+    /// for the owner, atomically.
     async fn replace(&self, id: &str, system_id: &str, replacement: Replacement)
         -> Result<ChangeOutcome, StorageError>;
 
@@ -232,14 +241,20 @@ pub trait Store: Send + Sync + 'static {
     /// carrying a [`UpstreamLink`]).
     async fn find_by_upstream(&self, upstream: &str, key: &str) -> Result<Option<UpstreamMatch>, StorageError>;
 
-    /// Records a receipt, atomically with its consequences:
-    /// - unmatched (`receipt.matched == None`): kept under (upstream, key)
-    ///   in the unmatched receipts, nothing else;
+    /// Records a receipt, atomically with its consequences, durable when it
+    /// returns:
+    /// - unmatched (`receipt.matched == None`): kept under (upstream, key,
+    ///   state) in the unmatched receipts, nothing else; the same (upstream,
+    ///   key, state) kept already gives [`ReceiptOutcome::Duplicate`] (one
+    ///   copy is enough; an ENROUTE and a DELIVERED receipt are both kept);
     /// - matched: a receipt with the same state already recorded for that
     ///   message and part gives [`ReceiptOutcome::Duplicate`] and changes
-    ///   nothing; otherwise the receipt is stored under (id, part), any
-    ///   unmatched copy under (upstream, key) removed, `update` applied to
-    ///   the message (unless it is final already) and `forward` (the client's
+    ///   nothing, except that an unmatched copy of it (same upstream, key and
+    ///   state) is dropped: it has nothing left to wait for; otherwise the
+    ///   receipt is stored under (id, part, state) (every state a part goes
+    ///   through is kept), the unmatched copy under (upstream, key, state)
+    ///   removed, `update` applied to the message (unless it is final
+    ///   already, like [`update`](Store::update)) and `forward` (the client's
     ///   receipt) pushed to the outbox.
     async fn record_receipt(
         &self,
@@ -248,7 +263,8 @@ pub trait Store: Send + Sync + 'static {
         forward: Vec<OutboxEntry>,
     ) -> Result<ReceiptOutcome, StorageError>;
 
-    /// The receipts recorded for one of our messages, by part.
+    /// The receipts recorded for one of our messages, by part, each part's
+    /// in arrival order.
     async fn receipts(&self, id: &str) -> Result<Vec<ReceiptRecord>, StorageError>;
 
     /// Up to `max` unmatched receipts, oldest first (retried at start, shown to operators).

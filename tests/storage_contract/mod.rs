@@ -1,5 +1,5 @@
-//! The storage contract: every implementation of [`Store`] + [`Queue`]
-//! (embedded, Redis + ScyllaDB) must pass these tests unchanged.
+//! The storage contract: every implementation of [`Store`] + [`Queue`] +
+//! [`Outbox`] (embedded, Redis + ScyllaDB) must pass these tests unchanged.
 //!
 //! Use from an integration test file:
 //!
@@ -26,9 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use smsmax::ids::MessageIdGenerator;
+use smsmax::queue::outbox::{Outbox, OutboxEntry};
 use smsmax::queue::Queue;
 use smsmax::store::{
-    AddressRecord, ChangeOutcome, MessageRecord, MessageState, Replacement, StateUpdate, StorageError, Store,
+    AddressRecord, ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate,
+    StorageError, Store, UpstreamLink, UpstreamMatch,
 };
 
 /// A storage under test.
@@ -60,6 +62,17 @@ macro_rules! storage_contract_tests {
             replace_outcomes,
             concurrent_enqueues_are_durable_unique_and_group_committed,
             close_then_calls_fail_with_closed,
+            update_link_is_found_by_upstream,
+            a_final_state_is_never_overwritten,
+            cancel_and_replace_are_refused_while_the_relay_holds_the_message,
+            unmatched_receipts_are_kept_oldest_first,
+            a_matched_receipt_updates_forwards_and_clears_its_unmatched_copy,
+            a_duplicate_receipt_changes_nothing,
+            a_receipt_does_not_change_a_final_message,
+            outbox_push_reserve_lease_and_ack,
+            outbox_retry_delivery_reschedules,
+            outbox_depth_and_waiting_clients,
+            outbox_expire_removes_old_entries,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -121,6 +134,85 @@ pub fn record(id: String, system_id: &str) -> MessageRecord {
 
 fn ids_of(records: &[MessageRecord]) -> Vec<String> {
     records.iter().map(|r| r.id.clone()).collect()
+}
+
+/// A state change without anything else.
+pub fn state_update(state: MessageState) -> StateUpdate {
+    StateUpdate {
+        state,
+        upstream_id: None,
+        error_code: None,
+        attempts: None,
+        link: None,
+        at_ms: now_ms(),
+    }
+}
+
+/// The relay's ENROUTE update after a submit, with its upstream link.
+pub fn submitted(upstream: &str, key: &str, part: u16) -> StateUpdate {
+    StateUpdate {
+        upstream_id: Some(key.to_uppercase()),
+        link: Some(UpstreamLink {
+            upstream: upstream.to_string(),
+            key: key.to_string(),
+            part,
+        }),
+        ..state_update(MessageState::Enroute)
+    }
+}
+
+/// A receipt from `upstream` for its id `key`, matched or not.
+pub fn receipt(upstream: &str, key: &str, matched: Option<UpstreamMatch>, state: MessageState) -> ReceiptRecord {
+    ReceiptRecord {
+        upstream: upstream.to_string(),
+        key: key.to_string(),
+        matched,
+        state,
+        error_code: None,
+        received_at_ms: now_ms(),
+        text: Bytes::from(format!("id:{key} sub:001 dlvrd:001 stat:{}", state.name())),
+    }
+}
+
+/// A deliver_sm for `system_id` (a receipt about `message_id`), kept for a day.
+pub fn outbox_entry(system_id: &str, message_id: &str) -> OutboxEntry {
+    let now = now_ms();
+    OutboxEntry {
+        id: String::new(),
+        system_id: system_id.to_string(),
+        created_at_ms: now,
+        expires_at_ms: now + 86_400_000,
+        attempts: 0,
+        message_id: Some(message_id.to_string()),
+        service_type: String::new(),
+        source: AddressRecord {
+            ton: 1,
+            npi: 1,
+            addr: "447700900123".into(),
+        },
+        dest: AddressRecord {
+            ton: 5,
+            npi: 0,
+            addr: "SMSMax".into(),
+        },
+        esm_class: 0x04,
+        protocol_id: 0,
+        data_coding: 0,
+        short_message: Bytes::from(format!("id:{message_id} stat:DELIVRD")),
+        tlvs: Bytes::new(),
+    }
+}
+
+/// The message ids the entries are about, in order.
+fn about(entries: &[OutboxEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e.message_id.clone().unwrap_or_default())
+        .collect()
+}
+
+fn entry_ids(entries: &[OutboxEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.id.clone()).collect()
 }
 
 const LONG: Duration = Duration::from_secs(600);
@@ -506,7 +598,7 @@ pub async fn concurrent_enqueues_are_durable_unique_and_group_committed<S: Store
     }
 }
 
-pub async fn close_then_calls_fail_with_closed<S: Store + Queue>(f: Fixture<S>) {
+pub async fn close_then_calls_fail_with_closed<S: Store + Queue + Outbox>(f: Fixture<S>) {
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
@@ -544,4 +636,535 @@ pub async fn close_then_calls_fail_with_closed<S: Store + Queue>(f: Fixture<S>) 
         at_ms: now_ms(),
     };
     closed("replace", s.replace(&r.id, "esme1", replacement).await);
+    closed("find_by_upstream", s.find_by_upstream("up1", "k1").await);
+    let dlr = receipt("up1", "k1", None, MessageState::Delivered);
+    closed("record_receipt", s.record_receipt(dlr, None, vec![]).await);
+    closed("receipts", s.receipts(&r.id).await);
+    closed("unmatched_receipts", s.unmatched_receipts(10).await);
+    closed("unmatched_count", s.unmatched_count().await);
+    closed("push", s.push(vec![outbox_entry("esme1", &r.id)]).await);
+    closed("reserve_for", s.reserve_for("esme1", 10, LONG).await);
+    closed("ack_delivered", s.ack_delivered("esme1", &["x".to_string()]).await);
+    closed("retry_delivery", s.retry_delivery("esme1", "x", 1, now_ms()).await);
+    closed("depth_for", s.depth_for("esme1").await);
+    closed("waiting_clients", s.waiting_clients().await);
+    closed("expire", s.expire(now_ms()).await);
+}
+
+// ---- upstream links and final states -------------------------------------------
+
+pub async fn update_link_is_found_by_upstream<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let r = record(gen.next_id(), "esme1");
+    s.enqueue(vec![r.clone()]).await.unwrap();
+    assert_eq!(s.find_by_upstream("up1", "abc").await.unwrap(), None);
+
+    assert!(s.update(&r.id, submitted("up1", "abc", 0)).await.unwrap());
+    let found = UpstreamMatch {
+        id: r.id.clone(),
+        part: 0,
+    };
+    assert_eq!(s.find_by_upstream("up1", "abc").await.unwrap(), Some(found));
+    let got = s.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(got.state, MessageState::Enroute);
+    assert_eq!(got.upstream_id.as_deref(), Some("ABC"));
+    // Another part of the same message, and the same id at another upstream.
+    assert!(s.update(&r.id, submitted("up1", "abd", 1)).await.unwrap());
+    assert_eq!(
+        s.find_by_upstream("up1", "abd").await.unwrap(),
+        Some(UpstreamMatch {
+            id: r.id.clone(),
+            part: 1
+        })
+    );
+    assert_eq!(
+        s.find_by_upstream("up1", "abc").await.unwrap().map(|m| m.part),
+        Some(0),
+        "each part keeps its own link"
+    );
+    assert_eq!(
+        s.find_by_upstream("up2", "abc").await.unwrap(),
+        None,
+        "links are per upstream"
+    );
+
+    // No link for an unknown id; a final record still gets its link.
+    assert!(!s.update("no-such-id", submitted("up1", "zzz", 0)).await.unwrap());
+    assert_eq!(s.find_by_upstream("up1", "zzz").await.unwrap(), None);
+    assert!(s.update(&r.id, state_update(MessageState::Delivered)).await.unwrap());
+    assert!(!s.update(&r.id, submitted("up2", "late", 0)).await.unwrap());
+    assert_eq!(
+        s.find_by_upstream("up2", "late").await.unwrap().map(|m| m.id),
+        Some(r.id.clone())
+    );
+    assert_eq!(s.get(&r.id).await.unwrap().unwrap().state, MessageState::Delivered);
+}
+
+pub async fn a_final_state_is_never_overwritten<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let a = record(gen.next_id(), "esme1");
+    let b = record(gen.next_id(), "esme1");
+    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+
+    assert!(s.update(&a.id, state_update(MessageState::Delivered)).await.unwrap());
+    let delivered = s.get(&a.id).await.unwrap().unwrap();
+    for state in [
+        MessageState::Undeliverable,
+        MessageState::Enroute,
+        MessageState::Accepted,
+        MessageState::Expired,
+    ] {
+        let update = StateUpdate {
+            error_code: Some(0x45),
+            attempts: Some(9),
+            upstream_id: Some("OTHER".into()),
+            ..state_update(state)
+        };
+        assert!(
+            !s.update(&a.id, update).await.unwrap(),
+            "update of a final record answers false"
+        );
+        assert_eq!(
+            s.get(&a.id).await.unwrap().as_ref(),
+            Some(&delivered),
+            "DELIVERED stays as it was after an update to {state:?}"
+        );
+    }
+
+    // A late relay outcome cannot undo a cancel.
+    assert_eq!(
+        s.cancel(&b.id, "esme1", now_ms()).await.unwrap(),
+        ChangeOutcome::Changed
+    );
+    assert!(!s.update(&b.id, submitted("up1", "b-up", 0)).await.unwrap());
+    assert_eq!(s.get(&b.id).await.unwrap().unwrap().state, MessageState::Deleted);
+}
+
+pub async fn cancel_and_replace_are_refused_while_the_relay_holds_the_message<S: Store + Queue + Outbox>(
+    f: Fixture<S>,
+) {
+    let s = &f.storage;
+    let gen = ids();
+    let a = record(gen.next_id(), "esme1");
+    let b = record(gen.next_id(), "esme1");
+    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    let replacement = || Replacement {
+        short_message: Bytes::from_static(b"replaced"),
+        registered_delivery: 0,
+        schedule_at_ms: None,
+        expires_at_ms: None,
+        at_ms: now_ms(),
+    };
+    let lease = Duration::from_millis(400);
+    assert_eq!(s.reserve(10, lease).await.unwrap().len(), 2);
+
+    assert_eq!(
+        s.cancel(&a.id, "esme1", now_ms()).await.unwrap(),
+        ChangeOutcome::InFlight
+    );
+    assert_eq!(
+        s.replace(&b.id, "esme1", replacement()).await.unwrap(),
+        ChangeOutcome::InFlight
+    );
+    assert_eq!(
+        s.cancel(&a.id, "esme2", now_ms()).await.unwrap(),
+        ChangeOutcome::NotOwner,
+        "another client learns nothing"
+    );
+    assert_eq!(s.get(&a.id).await.unwrap().as_ref(), Some(&a), "untouched while held");
+    assert_eq!(s.get(&b.id).await.unwrap().as_ref(), Some(&b), "untouched while held");
+
+    // The relay gives a back (retry): cancel works again.
+    s.retry(&a.id, now_ms() + 60_000).await.unwrap();
+    assert_eq!(
+        s.cancel(&a.id, "esme1", now_ms()).await.unwrap(),
+        ChangeOutcome::Changed
+    );
+    assert_eq!(s.get(&a.id).await.unwrap().unwrap().state, MessageState::Deleted);
+    assert_eq!(s.depth().await.unwrap(), 1);
+
+    // b's lease runs out: replace works again, and the next reserve sees it.
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    assert_eq!(
+        s.replace(&b.id, "esme1", replacement()).await.unwrap(),
+        ChangeOutcome::Changed
+    );
+    let got = s.reserve(10, LONG).await.unwrap();
+    assert_eq!(ids_of(&got), vec![b.id.clone()]);
+    assert_eq!(got[0].short_message.as_ref(), b"replaced");
+}
+
+// ---- receipts ---------------------------------------------------------------
+
+pub async fn unmatched_receipts_are_kept_oldest_first<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    assert_eq!(s.unmatched_count().await.unwrap(), 0);
+    assert!(s.unmatched_receipts(10).await.unwrap().is_empty());
+
+    let base = now_ms();
+    let at = |key: &str, ms: u64| ReceiptRecord {
+        received_at_ms: base + ms,
+        ..receipt("up1", key, None, MessageState::Delivered)
+    };
+    // Recorded out of arrival order.
+    for r in [at("k2", 20), at("k1", 10), at("k3", 30)] {
+        assert_eq!(
+            s.record_receipt(r, None, vec![]).await.unwrap(),
+            ReceiptOutcome::Recorded
+        );
+    }
+    assert_eq!(s.unmatched_count().await.unwrap(), 3);
+    let keys = |v: Vec<ReceiptRecord>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(s.unmatched_receipts(10).await.unwrap()), ["k1", "k2", "k3"]);
+    assert_eq!(keys(s.unmatched_receipts(2).await.unwrap()), ["k1", "k2"]);
+    assert_eq!(
+        s.unmatched_receipts(1).await.unwrap(),
+        vec![at("k1", 10)],
+        "kept as given"
+    );
+
+    // The same receipt again is kept once; another state of the same id is kept too.
+    assert_eq!(
+        s.record_receipt(at("k1", 40), None, vec![]).await.unwrap(),
+        ReceiptOutcome::Duplicate
+    );
+    let enroute = ReceiptRecord {
+        state: MessageState::Enroute,
+        ..at("k1", 50)
+    };
+    assert_eq!(
+        s.record_receipt(enroute.clone(), None, vec![]).await.unwrap(),
+        ReceiptOutcome::Recorded
+    );
+    assert_eq!(s.unmatched_count().await.unwrap(), 4);
+    assert_eq!(s.unmatched_receipts(10).await.unwrap().last(), Some(&enroute));
+    assert_eq!(
+        s.find_by_upstream("up1", "k1").await.unwrap(),
+        None,
+        "keeping is not linking"
+    );
+}
+
+/// An enqueued message the relay submitted to `up1` as `key`.
+async fn submitted_message<S: Store + Queue>(s: &S, gen: &MessageIdGenerator, key: &str) -> MessageRecord {
+    let r = record(gen.next_id(), "esme1");
+    s.enqueue(vec![r.clone()]).await.unwrap();
+    assert!(s.update(&r.id, submitted("up1", key, 0)).await.unwrap());
+    s.ack(std::slice::from_ref(&r.id)).await.unwrap();
+    r
+}
+
+pub async fn a_matched_receipt_updates_forwards_and_clears_its_unmatched_copy<S: Store + Queue + Outbox>(
+    f: Fixture<S>,
+) {
+    let s = &f.storage;
+    let gen = ids();
+    let m = submitted_message(s.as_ref(), &gen, "k1").await;
+    let other = receipt("up1", "k-other", None, MessageState::Delivered);
+    s.record_receipt(other.clone(), None, vec![]).await.unwrap();
+
+    // The receipt came before the link could be used: kept unmatched first.
+    let early = receipt("up1", "k1", None, MessageState::Delivered);
+    assert_eq!(
+        s.record_receipt(early.clone(), None, vec![]).await.unwrap(),
+        ReceiptOutcome::Recorded
+    );
+    assert_eq!(s.unmatched_count().await.unwrap(), 2);
+
+    let found = s.find_by_upstream("up1", "k1").await.unwrap().unwrap();
+    let matched = ReceiptRecord {
+        matched: Some(found),
+        ..early
+    };
+    let update = StateUpdate {
+        error_code: Some(0),
+        ..state_update(MessageState::Delivered)
+    };
+    let forward = outbox_entry("esme1", &m.id);
+    let outcome = s
+        .record_receipt(matched.clone(), Some(update), vec![forward.clone()])
+        .await
+        .unwrap();
+    assert_eq!(outcome, ReceiptOutcome::Recorded);
+
+    let got = s.get(&m.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.state,
+        MessageState::Delivered,
+        "the message took the receipt's state"
+    );
+    assert_eq!(got.error_code, Some(0));
+    assert_eq!(s.receipts(&m.id).await.unwrap(), vec![matched]);
+    assert_eq!(s.unmatched_count().await.unwrap(), 1, "the unmatched copy is gone");
+    assert_eq!(s.unmatched_receipts(10).await.unwrap(), vec![other]);
+
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1);
+    let entries = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(
+        about(&entries),
+        vec![m.id.clone()],
+        "the client's receipt is in its outbox"
+    );
+    assert!(!entries[0].id.is_empty(), "push assigns an id");
+    assert_eq!(
+        OutboxEntry {
+            id: String::new(),
+            ..entries[0].clone()
+        },
+        forward,
+        "kept as given"
+    );
+}
+
+pub async fn a_duplicate_receipt_changes_nothing<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let m = submitted_message(s.as_ref(), &gen, "k1").await;
+    let found = || {
+        Some(UpstreamMatch {
+            id: m.id.clone(),
+            part: 0,
+        })
+    };
+    let first = receipt("up1", "k1", found(), MessageState::Delivered);
+    let update = state_update(MessageState::Delivered);
+    assert_eq!(
+        s.record_receipt(first.clone(), Some(update), vec![outbox_entry("esme1", &m.id)])
+            .await
+            .unwrap(),
+        ReceiptOutcome::Recorded
+    );
+    let after_first = s.get(&m.id).await.unwrap().unwrap();
+
+    // The upstream sends it again (other text, other time, same state).
+    let again = ReceiptRecord {
+        text: Bytes::from_static(b"resent"),
+        received_at_ms: first.received_at_ms + 1000,
+        ..first.clone()
+    };
+    let update = StateUpdate {
+        error_code: Some(0x45),
+        ..state_update(MessageState::Delivered)
+    };
+    assert_eq!(
+        s.record_receipt(again.clone(), Some(update), vec![outbox_entry("esme1", &m.id)])
+            .await
+            .unwrap(),
+        ReceiptOutcome::Duplicate
+    );
+    assert_eq!(
+        s.get(&m.id).await.unwrap(),
+        Some(after_first),
+        "the message is untouched"
+    );
+    assert_eq!(
+        s.receipts(&m.id).await.unwrap(),
+        vec![first.clone()],
+        "the first is kept"
+    );
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1, "nothing forwarded twice");
+
+    // A copy kept unmatched meanwhile is dropped by its (duplicate) match.
+    s.record_receipt(receipt("up1", "k1", None, MessageState::Delivered), None, vec![])
+        .await
+        .unwrap();
+    assert_eq!(s.unmatched_count().await.unwrap(), 1);
+    assert_eq!(
+        s.record_receipt(again, None, vec![outbox_entry("esme1", &m.id)])
+            .await
+            .unwrap(),
+        ReceiptOutcome::Duplicate
+    );
+    assert_eq!(s.unmatched_count().await.unwrap(), 0);
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1);
+
+    // Not duplicates: another state of the part, the same state of another part.
+    let enroute = ReceiptRecord {
+        received_at_ms: first.received_at_ms - 10,
+        ..receipt("up1", "k1", found(), MessageState::Enroute)
+    };
+    let part1 = receipt(
+        "up1",
+        "k1-part2",
+        Some(UpstreamMatch {
+            id: m.id.clone(),
+            part: 1,
+        }),
+        MessageState::Delivered,
+    );
+    for r in [part1.clone(), enroute.clone()] {
+        assert_eq!(
+            s.record_receipt(r, None, vec![]).await.unwrap(),
+            ReceiptOutcome::Recorded
+        );
+    }
+    assert_eq!(
+        s.receipts(&m.id).await.unwrap(),
+        vec![enroute, first, part1],
+        "every receipt, by part, each part's in arrival order"
+    );
+    assert!(s.receipts("no-such-id").await.unwrap().is_empty());
+}
+
+pub async fn a_receipt_does_not_change_a_final_message<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let m = submitted_message(s.as_ref(), &gen, "k1").await;
+    assert!(s.update(&m.id, state_update(MessageState::Expired)).await.unwrap());
+    let before = s.get(&m.id).await.unwrap().unwrap();
+    let r = receipt(
+        "up1",
+        "k1",
+        s.find_by_upstream("up1", "k1").await.unwrap(),
+        MessageState::Delivered,
+    );
+    assert_eq!(
+        s.record_receipt(
+            r.clone(),
+            Some(state_update(MessageState::Delivered)),
+            vec![outbox_entry("esme1", &m.id)]
+        )
+        .await
+        .unwrap(),
+        ReceiptOutcome::Recorded
+    );
+    assert_eq!(s.get(&m.id).await.unwrap(), Some(before), "EXPIRED stays");
+    assert_eq!(s.receipts(&m.id).await.unwrap(), vec![r], "the receipt is kept");
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1, "and forwarded as asked");
+}
+
+// ---- the outbox ---------------------------------------------------------------
+
+pub async fn outbox_push_reserve_lease_and_ack<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    s.push(vec![
+        outbox_entry("esme1", "m1"),
+        outbox_entry("esme1", "m2"),
+        outbox_entry("esme1", "m3"),
+    ])
+    .await
+    .unwrap();
+    s.push(vec![outbox_entry("esme2", "n1")]).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 3);
+
+    let lease = Duration::from_millis(400);
+    let first = s.reserve_for("esme1", 2, lease).await.unwrap();
+    assert_eq!(about(&first), ["m1", "m2"], "oldest first");
+    let rest = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(about(&rest), ["m3"], "leased entries are not handed out twice");
+    assert!(s.reserve_for("esme1", 10, LONG).await.unwrap().is_empty());
+    let other = s.reserve_for("esme2", 10, LONG).await.unwrap();
+    assert_eq!(about(&other), ["n1"], "each client has its own outbox");
+    let mut all: Vec<_> = entry_ids(&first);
+    all.extend(entry_ids(&rest));
+    all.extend(entry_ids(&other));
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 4, "ids are unique: {all:?}");
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 3, "leased entries count");
+
+    s.ack_delivered("esme1", &entry_ids(&first[..1])).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 2);
+    // One client cannot ack another's entries; unknown ids are harmless.
+    s.ack_delivered("esme2", &entry_ids(&first[1..])).await.unwrap();
+    s.ack_delivered("esme1", &["no-such-id".to_string()]).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 2);
+
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let again = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(entry_ids(&again), entry_ids(&first[1..]), "back once its lease ran out");
+    s.ack_delivered("esme1", &[again[0].id.clone(), rest[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 0);
+    assert_eq!(s.depth_for("esme2").await.unwrap(), 1);
+}
+
+pub async fn outbox_retry_delivery_reschedules<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    s.push(vec![outbox_entry("esme1", "a"), outbox_entry("esme1", "b")])
+        .await
+        .unwrap();
+    let got = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(about(&got), ["a", "b"]);
+    let (a, b) = (got[0].id.clone(), got[1].id.clone());
+
+    let due = now_ms() + 700;
+    s.retry_delivery("esme1", &a, 1, due).await.unwrap();
+    s.retry_delivery("esme1", &b, 2, now_ms()).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 2);
+    let now = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(entry_ids(&now), [b.as_str()], "only the one due");
+    assert_eq!(now[0].attempts, 2, "attempts recorded");
+    tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()) + 100)).await;
+    let later = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(entry_ids(&later), [a.as_str()]);
+    assert_eq!(later[0].attempts, 1);
+
+    // A retry after the ack does not bring it back.
+    s.ack_delivered("esme1", std::slice::from_ref(&a)).await.unwrap();
+    s.retry_delivery("esme1", &a, 3, now_ms()).await.unwrap();
+    s.retry_delivery("esme1", "no-such-id", 3, now_ms()).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1);
+    assert!(s.reserve_for("esme1", 10, LONG).await.unwrap().is_empty());
+}
+
+pub async fn outbox_depth_and_waiting_clients<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    assert!(s.waiting_clients().await.unwrap().is_empty());
+    assert_eq!(s.depth_for("c1").await.unwrap(), 0);
+    s.push(vec![
+        outbox_entry("c2", "x"),
+        outbox_entry("c1", "y"),
+        outbox_entry("c1", "z"),
+    ])
+    .await
+    .unwrap();
+    let mut waiting = s.waiting_clients().await.unwrap();
+    waiting.sort();
+    assert_eq!(waiting, ["c1", "c2"]);
+    assert_eq!(s.depth_for("c1").await.unwrap(), 2);
+    assert_eq!(s.depth_for("c2").await.unwrap(), 1);
+    let c2 = s.reserve_for("c2", 10, LONG).await.unwrap();
+    s.ack_delivered("c2", &entry_ids(&c2)).await.unwrap();
+    assert_eq!(
+        s.waiting_clients().await.unwrap(),
+        ["c1"],
+        "a client with nothing left is not waiting"
+    );
+    assert_eq!(s.depth_for("c2").await.unwrap(), 0);
+}
+
+pub async fn outbox_expire_removes_old_entries<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let now = now_ms();
+    let with_expiry = |id: &str, at: u64| OutboxEntry {
+        expires_at_ms: at,
+        ..outbox_entry("esme1", id)
+    };
+    s.push(vec![
+        with_expiry("young", now + 100_000),
+        with_expiry("old", now - 1),
+        with_expiry("soon", now + 1000),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 3);
+    let got = s.reserve_for("esme1", 10, LONG).await.unwrap();
+    assert_eq!(about(&got), ["young", "soon"], "an entry past its age is not delivered");
+
+    assert_eq!(s.expire(now).await.unwrap(), 1);
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 2);
+    assert_eq!(s.expire(now).await.unwrap(), 0, "counted once");
+    assert_eq!(
+        s.expire(now + 1000).await.unwrap(),
+        1,
+        "leased or not, at the expiry time"
+    );
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 1);
+    assert_eq!(s.waiting_clients().await.unwrap(), ["esme1"]);
+    // An ack of an expired entry is harmless.
+    s.ack_delivered("esme1", &entry_ids(&got)).await.unwrap();
+    assert_eq!(s.depth_for("esme1").await.unwrap(), 0);
+    assert!(s.waiting_clients().await.unwrap().is_empty());
 }
