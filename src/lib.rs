@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod dlr;
 pub mod esme;
 pub mod ids;
 pub mod logging;

@@ -7,7 +7,9 @@
 //! Shutdown order: stop accepting, let every session answer what it has in
 //! flight and unbind its client, stop the relay (its submits in flight finish;
 //! what it had reserved goes back to the queue), stop the upstream pools,
-//! then close storage (which finishes pending commits and syncs), then return
+//! stop the receipt correlator (it handles what the pools delivered until
+//! they stopped; held receipts stay stored as unmatched and are reloaded at
+//! the next start), then close storage (which finishes pending commits and syncs), then return
 //! so the process exits 0.
 
 use std::{sync::Arc, time::Duration};
@@ -21,14 +23,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     config::{Config, StorageBackend},
+    dlr::{mo::MoRouter, Correlator, CorrelatorSettings, DlrCounters},
     esme::{
         auth::Authenticator,
         listener::{self, Transport},
         Gateway, SessionSettings,
     },
     ids::MessageIdGenerator,
-    queue::Queue,
-    relay::{routing::Router, Relay, RelaySettings},
+    queue::{outbox::Outbox, Queue},
+    relay::{routing::Router, Relay, RelayCounters, RelaySettings},
     store::{embedded::EmbeddedStorage, Store},
     upstream::UpstreamPool,
 };
@@ -39,9 +42,21 @@ pub struct Running {
     pub smpp_tls_addr: Option<std::net::SocketAddr>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    receipts: Option<Arc<DlrCounters>>,
+    relay: Option<Arc<RelayCounters>>,
 }
 
 impl Running {
+    /// The receipt correlator's counters (`None` without upstreams).
+    pub fn receipt_counters(&self) -> Option<Arc<DlrCounters>> {
+        self.receipts.clone()
+    }
+
+    /// The relay's receipt counters (`None` without upstreams).
+    pub fn relay_counters(&self) -> Option<Arc<RelayCounters>> {
+        self.relay.clone()
+    }
+
     /// Begins the graceful shutdown and waits for it.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -51,12 +66,12 @@ impl Running {
 
 /// Starts the gateway and returns once it listens.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (queue, store): (Arc<dyn Queue>, Arc<dyn Store>) = match config.storage.backend {
+    let (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match config.storage.backend {
         StorageBackend::Embedded => {
             let storage = EmbeddedStorage::open(&config.storage.data_dir, config.storage.max_batch)
                 .await
                 .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
-            (storage.clone(), storage)
+            (storage.clone(), storage.clone(), storage)
         }
     };
     let storage_timeout = Duration::from_secs(30);
@@ -109,7 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )));
     }
     let mut pools: Vec<Arc<UpstreamPool>> = Vec::new();
-    let mut drains: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut correlator = None;
     let relay = if config.upstreams.is_empty() {
         tracing::warn!("no [[upstreams]] configured: the relay does not run and accepted messages stay queued");
         None
@@ -122,6 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         };
         let mut by_name = std::collections::HashMap::new();
+        let mut inbound = Vec::new();
         for upstream in &config.upstreams {
             let pool = match UpstreamPool::start(upstream.clone()) {
                 Ok(pool) => pool,
@@ -129,21 +145,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     for pool in &pools {
                         pool.stop().await;
                     }
-                    drains.iter().for_each(|d| d.abort());
                     let _ = stop.send(true);
                     return Err(e.context(format!("starting upstream {:?}", upstream.name)));
                 }
             };
-            if let Some(inbound) = pool.inbound() {
-                drains.push(tokio::spawn(refuse_inbound(upstream.name.clone(), inbound)));
+            if let Some(rx) = pool.inbound() {
+                inbound.push(rx);
             }
             pools.push(pool.clone());
             by_name.insert(upstream.name.clone(), pool);
         }
+        let styles = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), u.receipt_id_style))
+            .collect();
+        let receipts = &config.receipts;
+        correlator = Some(Correlator::start(
+            inbound,
+            styles,
+            MoRouter::new(&config.mo_routes),
+            store.clone(),
+            outbox.clone(),
+            CorrelatorSettings {
+                hold: Duration::from_secs(receipts.hold_secs),
+                hold_max: receipts.hold_max,
+                outbox_max_age: Duration::from_secs(config.outbox.max_age_secs),
+                ..CorrelatorSettings::default()
+            },
+        ));
         let relay = &config.relay;
         Some(Relay::start(
             queue.clone(),
             store.clone(),
+            outbox.clone(),
             Arc::new(router),
             by_name,
             config.retry.clone(),
@@ -153,9 +188,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 concurrency: relay.concurrency,
                 idle_poll: Duration::from_millis(relay.idle_poll_ms),
                 storage_timeout,
+                receipt_max_age: Duration::from_secs(config.outbox.max_age_secs),
             },
         ))
     };
+    let receipt_counters = correlator.as_ref().map(|c| c.counters());
+    let relay_counters = relay.as_ref().map(|r| r.counters());
     tracing::info!(%smpp_addr, ?smpp_tls_addr, clients = config.clients.len(), "SMSMax listening");
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
@@ -176,8 +214,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         for pool in pools {
             pool.stop().await;
         }
-        for drain in drains {
-            drain.abort();
+        if let Some(correlator) = correlator {
+            correlator.stop().await;
         }
         queue.close().await.context("closing storage")?;
         tracing::info!("storage closed; bye");
@@ -188,25 +226,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         smpp_tls_addr,
         stop,
         done,
+        receipts: receipt_counters,
+        relay: relay_counters,
     })
-}
-
-/// Answers an upstream's deliver_sm / data_sm with ESME_RX_T_APPN ("try
-/// again later") so that its sessions never wait on a full inbound channel:
-/// receipt correlation (`dlr/`) is not built yet, and the carrier keeps a
-/// refused receipt and sends it again later.
-async fn refuse_inbound(upstream: String, mut inbound: tokio::sync::mpsc::Receiver<crate::upstream::UpstreamInbound>) {
-    let mut warned = false;
-    while let Some(item) = inbound.recv().await {
-        if !warned {
-            tracing::warn!(
-                upstream,
-                "receipts and MO messages from upstreams are not handled yet; answering ESME_RX_T_APPN"
-            );
-            warned = true;
-        }
-        item.responder.respond(smsmax_protocol::CommandStatus::ESME_RX_T_APPN);
-    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then shuts down gracefully.

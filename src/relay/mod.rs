@@ -39,4 +39,4 @@ pub mod retry;
 pub mod routing;
 pub mod worker;
 
-pub use worker::{Relay, RelayHandle, RelaySettings};
+pub use worker::{Relay, RelayCounters, RelayHandle, RelaySettings, RelayStats};

@@ -10,11 +10,33 @@
 //! Every storage call has a timeout. A store or queue call that fails leaves
 //! the message leased: it comes back when its lease runs out (at-least-once).
 //!
+//! A successful submit records ENROUTE with the [`UpstreamLink`] a receipt is
+//! matched by: the upstream's name and its message_id normalised with the
+//! upstream's `submit_id_style` (an id that does not fit the style is logged
+//! and counted; the message is still ENROUTE, but its receipt cannot match).
+//!
+//! When the relay ends a message itself (REJECTED: no route; UNDELIVERABLE:
+//! refused or out of attempts; EXPIRED) and the client asked for a receipt
+//! for that outcome (`registered_delivery`), the receipt
+//! ([`crate::dlr::client_receipt`]) is pushed to the client's outbox
+//! *before* the final state is recorded: if the push fails, nothing is
+//! recorded and the message comes back when its lease runs out, so the
+//! receipt is never lost (a crash between the two can send it twice).
+//!
 //! [`RelayHandle::stop`] stops reserving, lets the submits in flight finish
 //! (each is bounded by its upstream's response timeout) and puts the reserved
 //! messages that had not started back in the queue.
 
-use std::{collections::HashMap, collections::VecDeque, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    collections::VecDeque,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
@@ -27,13 +49,14 @@ use smsmax_protocol::{
 use tokio::sync::watch;
 
 use crate::{
-    queue::Queue,
+    dlr::client_receipt::{client_receipt, receipt_state, wants_receipt},
+    queue::{outbox::Outbox, Queue},
     relay::{
         retry::{RetryDecision, RetryPolicy},
         routing::{RouteDecision, Router},
     },
     smpp_time::now_ms,
-    store::{MessageRecord, MessageState, StateUpdate, StorageError, Store},
+    store::{MessageRecord, MessageState, StateUpdate, StorageError, Store, UpstreamLink},
     upstream::{SubmitError, TransientCause, UpstreamPool},
 };
 
@@ -53,6 +76,8 @@ pub struct RelaySettings {
     pub idle_poll: Duration,
     /// Timeout of every queue and store call.
     pub storage_timeout: Duration,
+    /// `[outbox] max_age_secs`: how long a receipt the relay generates waits for its client.
+    pub receipt_max_age: Duration,
 }
 
 impl Default for RelaySettings {
@@ -63,6 +88,37 @@ impl Default for RelaySettings {
             concurrency: 512,
             idle_poll: Duration::from_millis(50),
             storage_timeout: Duration::from_secs(30),
+            receipt_max_age: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// What the relay counts about receipts.
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    /// Submits accepted with a message_id that does not fit the upstream's
+    /// `submit_id_style`: ENROUTE without a link, so no receipt can match.
+    pub unlinked: AtomicU64,
+    /// Receipts the relay generated (REJECTED, UNDELIVERABLE, EXPIRED) and queued for clients.
+    pub gateway_receipts: AtomicU64,
+    /// Pushing such a receipt failed (the message comes back and is tried again).
+    pub gateway_receipt_failures: AtomicU64,
+}
+
+/// A copy of [`RelayCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub unlinked: u64,
+    pub gateway_receipts: u64,
+    pub gateway_receipt_failures: u64,
+}
+
+impl RelayCounters {
+    pub fn snapshot(&self) -> RelayStats {
+        RelayStats {
+            unlinked: self.unlinked.load(Relaxed),
+            gateway_receipts: self.gateway_receipts.load(Relaxed),
+            gateway_receipt_failures: self.gateway_receipt_failures.load(Relaxed),
         }
     }
 }
@@ -71,9 +127,20 @@ impl Default for RelaySettings {
 pub struct RelayHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    counters: Arc<RelayCounters>,
 }
 
 impl RelayHandle {
+    /// The counters now.
+    pub fn stats(&self) -> RelayStats {
+        self.counters.snapshot()
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> Arc<RelayCounters> {
+        self.counters.clone()
+    }
+
     /// Stops reserving, waits for the submits in flight and returns the
     /// reserved messages that had not started to the queue.
     pub async fn stop(self) {
@@ -90,6 +157,8 @@ pub struct Relay;
 struct Inner {
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
+    outbox: Arc<dyn Outbox>,
+    counters: Arc<RelayCounters>,
     router: Arc<Router>,
     pools: HashMap<String, Arc<UpstreamPool>>,
     policy: RetryPolicy,
@@ -105,26 +174,30 @@ enum Failure {
 }
 
 impl Relay {
-    /// Starts the relay loop.
+    /// Starts the relay loop. `outbox` takes the receipts of messages the relay ends itself.
     pub fn start(
         queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
+        outbox: Arc<dyn Outbox>,
         router: Arc<Router>,
         pools: HashMap<String, Arc<UpstreamPool>>,
         policy: RetryPolicy,
         settings: RelaySettings,
     ) -> RelayHandle {
         let (stop, stopped) = watch::channel(false);
+        let counters = Arc::new(RelayCounters::default());
         let inner = Arc::new(Inner {
             queue,
             store,
+            outbox,
+            counters: counters.clone(),
             router,
             pools,
             policy,
             settings,
         });
         let task = tokio::spawn(run(inner, stopped));
-        RelayHandle { stop, task }
+        RelayHandle { stop, task, counters }
     }
 }
 
@@ -264,12 +337,31 @@ impl Inner {
             match pool.submit(sm.clone()).await {
                 Ok(upstream_id) => {
                     tracing::debug!(id, upstream, %upstream_id, "submitted");
+                    let style = pool.config().submit_id_style;
+                    let link = match style.normalise(&upstream_id) {
+                        Some(key) => Some(UpstreamLink {
+                            upstream: upstream.to_string(),
+                            key,
+                            part: 0,
+                        }),
+                        None => {
+                            self.counters.unlinked.fetch_add(1, Relaxed);
+                            tracing::warn!(
+                                id,
+                                upstream,
+                                %upstream_id,
+                                submit_id_style = style.name(),
+                                "the upstream's message_id does not fit its submit_id_style; its receipt cannot be matched"
+                            );
+                            None
+                        }
+                    };
                     let update = StateUpdate {
                         state: MessageState::Enroute,
                         upstream_id: Some(upstream_id),
                         error_code: None,
                         attempts: Some(attempts),
-                        link: None,
+                        link,
                         at_ms: now_ms(),
                     };
                     if self.update(id, update).await {
@@ -389,17 +481,39 @@ impl Inner {
         }
     }
 
-    /// Records a final state and removes the message from the queue.
+    /// Records a final state and removes the message from the queue, after
+    /// queueing the client's receipt if it asked for one.
     async fn finish(&self, record: &MessageRecord, state: MessageState, error_code: Option<u32>, attempts: u32) {
         let id = record.id.as_str();
         tracing::debug!(id, state = state.name(), ?error_code, "final");
+        let now = now_ms();
+        if wants_receipt(record.registered_delivery, state) {
+            let receipt = client_receipt(
+                record,
+                &receipt_state(state),
+                error_code,
+                now,
+                now,
+                self.settings.receipt_max_age,
+            );
+            match self.timed(self.outbox.push(vec![receipt])).await {
+                Ok(()) => {
+                    self.counters.gateway_receipts.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    self.counters.gateway_receipt_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(id, state = state.name(), error = %e, "queueing the client's receipt failed; the message returns when its lease runs out");
+                    return;
+                }
+            }
+        }
         let update = StateUpdate {
             state,
             upstream_id: None,
             error_code,
             attempts: Some(attempts),
             link: None,
-            at_ms: now_ms(),
+            at_ms: now,
         };
         if self.update(id, update).await {
             self.ack(id).await;

@@ -12,6 +12,8 @@
 //! binds = 4                      # sessions (pairs with transmitter_receiver)
 //! window = 64                    # requests outstanding per bind
 //! throughput = 500               # submit_sm per second for the whole upstream; 0: no cap
+//! submit_id_style = "hex_to_decimal"   # how submit_sm_resp message_ids are normalised
+//! receipt_id_style = "decimal"         # how receipt ids are normalised (same canonical form)
 //! ```
 //!
 //! Every field but `name`, `host`, `port`, `system_id` and `password` has a
@@ -21,7 +23,92 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use smsmax_protocol::receipt::IdStyle;
+
 use crate::client::{BindRequest, BindType, ClientSettings};
+
+/// How one side of an upstream's message ids is normalised into the key
+/// receipts are matched by: the configuration names of
+/// [`smsmax_protocol::receipt::IdStyle`].
+///
+/// The submit_sm_resp `message_id` is normalised with the upstream's
+/// `submit_id_style`, the receipt's id with its `receipt_id_style`; both must
+/// produce the same canonical form ([`IdStyleName::canonical_form`]), e.g. a
+/// carrier answering in hex and receipting in decimal needs
+/// `submit_id_style = "hex_to_decimal"` and `receipt_id_style = "decimal"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdStyleName {
+    /// Exactly as sent (surrounding whitespace ignored).
+    AsIs,
+    /// Any case (lowercased): right for most carriers, which send the same
+    /// string in both places.
+    #[default]
+    CaseInsensitive,
+    /// Hexadecimal, written lowercase without leading zeros.
+    Hex,
+    /// Decimal, without leading zeros.
+    Decimal,
+    /// Hexadecimal, written as its decimal value.
+    HexToDecimal,
+    /// Decimal, written as its lowercase hexadecimal value.
+    DecimalToHex,
+}
+
+/// What a normalised id looks like; two styles can be paired only when they
+/// produce the same form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanonicalForm {
+    /// The string as sent.
+    Exact,
+    /// The string lowercased.
+    Lowercase,
+    /// A number in lowercase hexadecimal without leading zeros.
+    HexNumber,
+    /// A number in decimal without leading zeros.
+    DecimalNumber,
+}
+
+impl IdStyleName {
+    pub fn style(self) -> IdStyle {
+        match self {
+            IdStyleName::AsIs => IdStyle::AsIs,
+            IdStyleName::CaseInsensitive => IdStyle::CaseInsensitive,
+            IdStyleName::Hex => IdStyle::Hex,
+            IdStyleName::Decimal => IdStyle::Decimal,
+            IdStyleName::HexToDecimal => IdStyle::HexToDecimal,
+            IdStyleName::DecimalToHex => IdStyle::DecimalToHex,
+        }
+    }
+
+    /// The form of the ids this style produces.
+    pub fn canonical_form(self) -> CanonicalForm {
+        match self {
+            IdStyleName::AsIs => CanonicalForm::Exact,
+            IdStyleName::CaseInsensitive => CanonicalForm::Lowercase,
+            IdStyleName::Hex | IdStyleName::DecimalToHex => CanonicalForm::HexNumber,
+            IdStyleName::Decimal | IdStyleName::HexToDecimal => CanonicalForm::DecimalNumber,
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdStyleName::AsIs => "as_is",
+            IdStyleName::CaseInsensitive => "case_insensitive",
+            IdStyleName::Hex => "hex",
+            IdStyleName::Decimal => "decimal",
+            IdStyleName::HexToDecimal => "hex_to_decimal",
+            IdStyleName::DecimalToHex => "decimal_to_hex",
+        }
+    }
+
+    /// The matching key for `id`, `None` when it is not an id of this style
+    /// (empty, or not a number in the expected base).
+    pub fn normalise(self, id: &str) -> Option<String> {
+        smsmax_protocol::receipt::normalise_message_id(id, self.style())
+    }
+}
 
 /// How the sessions towards one upstream are bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +186,14 @@ pub struct UpstreamConfig {
     /// Capacity of the channel merging deliver_sm / data_sm of every bind.
     #[serde(default = "default_inbound_queue")]
     pub inbound_queue: usize,
+    /// How the submit_sm_resp `message_id` is normalised into the key a
+    /// receipt is matched by.
+    #[serde(default)]
+    pub submit_id_style: IdStyleName,
+    /// How the id in this upstream's receipts (`receipted_message_id` or
+    /// `id:`) is normalised; must give the same form as `submit_id_style`.
+    #[serde(default)]
+    pub receipt_id_style: IdStyleName,
 }
 
 fn default_interface_version() -> u8 {
@@ -161,6 +256,8 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("throttle_backoff_min_ms", &self.throttle_backoff_min_ms)
             .field("throttle_backoff_max_ms", &self.throttle_backoff_max_ms)
             .field("inbound_queue", &self.inbound_queue)
+            .field("submit_id_style", &self.submit_id_style)
+            .field("receipt_id_style", &self.receipt_id_style)
             .finish()
     }
 }
@@ -197,6 +294,8 @@ impl UpstreamConfig {
             throttle_backoff_min_ms: default_throttle_backoff_min_ms(),
             throttle_backoff_max_ms: default_throttle_backoff_max_ms(),
             inbound_queue: default_inbound_queue(),
+            submit_id_style: IdStyleName::default(),
+            receipt_id_style: IdStyleName::default(),
         }
     }
 
@@ -251,6 +350,16 @@ impl UpstreamConfig {
         anyhow::ensure!(
             !self.tls || self.tls_ca_file.is_some(),
             "upstream {name}: tls needs tls_ca_file (the PEM CA certificates to trust)"
+        );
+        anyhow::ensure!(
+            self.submit_id_style.canonical_form() == self.receipt_id_style.canonical_form(),
+            "upstream {name}: submit_id_style {:?} and receipt_id_style {:?} normalise ids differently \
+             ({:?} vs {:?}), so no receipt could ever match; e.g. hex answers and decimal receipts need \
+             submit_id_style = \"hex_to_decimal\" and receipt_id_style = \"decimal\"",
+            self.submit_id_style.name(),
+            self.receipt_id_style.name(),
+            self.submit_id_style.canonical_form(),
+            self.receipt_id_style.canonical_form(),
         );
         Ok(())
     }
@@ -360,6 +469,8 @@ mod tests {
             throttle_backoff_min_ms = 200
             throttle_backoff_max_ms = 400
             inbound_queue = 16
+            submit_id_style = "hex_to_decimal"
+            receipt_id_style = "decimal"
             "#,
         )
         .unwrap();
@@ -374,6 +485,8 @@ mod tests {
             ]
         );
         assert!(!format!("{c:?}").contains("\"y\""));
+        assert_eq!(c.submit_id_style.normalise("1A"), Some("26".into()));
+        assert_eq!(c.receipt_id_style.normalise("0026"), Some("26".into()));
         let bad = toml::from_str::<UpstreamConfig>("name='a'\nhost='h'\nport=1\nsystem_id='s'\npassword='p'\nbogus=1");
         assert!(bad.is_err());
     }
@@ -393,8 +506,44 @@ mod tests {
         let mut c = ok.clone();
         c.password = "123456789".into();
         assert!(c.validate().is_err());
-        let mut c = ok;
+        let mut c = ok.clone();
         c.reconnect_jitter = 1.5;
         assert!(c.validate().is_err());
+        let mut c = ok;
+        c.submit_id_style = IdStyleName::Hex;
+        c.receipt_id_style = IdStyleName::Decimal;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("submit_id_style") && e.contains("hex_to_decimal"), "{e}");
+    }
+
+    #[test]
+    fn id_styles_pair_by_canonical_form() {
+        use IdStyleName::*;
+        let all = [AsIs, CaseInsensitive, Hex, Decimal, HexToDecimal, DecimalToHex];
+        for submit in all {
+            for receipt in all {
+                let mut c = UpstreamConfig::new("a", "h", 1, "s", "p");
+                c.submit_id_style = submit;
+                c.receipt_id_style = receipt;
+                let paired = submit.canonical_form() == receipt.canonical_form();
+                assert_eq!(c.validate().is_ok(), paired, "{submit:?} / {receipt:?}");
+            }
+        }
+        // The pairs that validate agree on the key of one id written both ways.
+        assert_eq!(HexToDecimal.normalise("0x00FF"), Decimal.normalise("0255"));
+        assert_eq!(DecimalToHex.normalise("255"), Hex.normalise("00FF"));
+        assert_eq!(CaseInsensitive.normalise("AbC"), CaseInsensitive.normalise("abc"));
+        assert_eq!(Hex.normalise("xyz"), None);
+        let names: Vec<IdStyleName> = toml::from_str::<std::collections::HashMap<String, Vec<IdStyleName>>>(
+            "v = [\"as_is\", \"case_insensitive\", \"hex\", \"decimal\", \"hex_to_decimal\", \"decimal_to_hex\"]",
+        )
+        .unwrap()
+        .remove("v")
+        .unwrap();
+        assert_eq!(names, all);
+        assert_eq!(
+            UpstreamConfig::new("a", "h", 1, "s", "p").submit_id_style,
+            CaseInsensitive
+        );
     }
 }

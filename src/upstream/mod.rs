@@ -19,5 +19,5 @@
 pub mod config;
 pub mod pool;
 
-pub use config::{BindMode, UpstreamConfig};
+pub use config::{BindMode, CanonicalForm, IdStyleName, UpstreamConfig};
 pub use pool::{is_permanent, is_throttling, SubmitError, TransientCause, UpstreamInbound, UpstreamPool};

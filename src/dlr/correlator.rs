@@ -1,0 +1,601 @@
+//! The correlator: the one consumer of every upstream pool's inbound
+//! channel (deliver_sm and data_sm from carriers).
+//!
+//! # Receipts (esm_class type 0x04 or 0x20, see [`super::inbound`])
+//!
+//! 1. Read id, state and error (TLVs first, then the text). No id or no
+//!    state, or an id that does not fit the upstream's `receipt_id_style`:
+//!    logged, counted as unparseable and answered **ESME_RX_P_APPN**
+//!    ("permanent error, do not resend"). Storing it would be useless (there
+//!    is no key to match it by later) and answering OK would hide a carrier
+//!    problem from the carrier; a temporary error would make it resend
+//!    forever.
+//! 2. Normalise the id with the upstream's `receipt_id_style` and look it
+//!    up (`Store::find_by_upstream`).
+//! 3. Found: `Store::record_receipt` records it with its consequences in one
+//!    transaction: the message's new state when the receipt is final, and
+//!    the client's receipt ([`super::client_receipt`]) pushed to its outbox
+//!    when its `registered_delivery` asked for this outcome (and the message
+//!    was not final already, so a client never gets two final receipts).
+//!    The upstream is answered ESME_ROK only after that returned. A
+//!    duplicate (same state already recorded for the message and part) is
+//!    answered ESME_ROK and counted.
+//! 4. Not found (the receipt overtook the submit_sm_resp, which is still
+//!    being recorded, or it is for a message we do not know): recorded as
+//!    unmatched (durable) and answered ESME_ROK; then held in memory and
+//!    looked up again with backoff (doubling from `hold_retry_min` to
+//!    `hold_retry_max`) until `[receipts] hold_secs` after it arrived. A
+//!    match is recorded like in 3 (the store removes the unmatched copy);
+//!    giving up logs a warning and leaves it stored as unmatched. The hold
+//!    set has at most `[receipts] hold_max` receipts; beyond, a receipt is
+//!    only stored (and counted as unmatched). At start the unmatched
+//!    receipts younger than `hold_secs` are loaded into the hold set.
+//! 5. Any storage error or timeout: answered **ESME_RX_T_APPN**, so the
+//!    carrier resends it later (a resend of what did get committed is a
+//!    duplicate).
+//!
+//! # Multipart messages
+//!
+//! A receipt is matched to (our id, part) and the part is carried through
+//! to the stored receipt. The relay sends a long message as one submit_sm
+//! (in `message_payload`), so today every message has exactly one upstream
+//! id (part 0) and every receipt is forwarded as it comes. `[receipts]
+//! part_policy` applies once the relay splits messages into several
+//! submits, when the number of upstream ids of a message is known.
+//!
+//! # Mobile-originated messages (any other esm_class type)
+//!
+//! Routed by `[[mo_routes]]` on the destination address; pushed to that
+//! client's outbox (fields and TLVs as received, esm_class with the
+//! message type bits cleared, no message id) and answered ESME_ROK once the
+//! push is durable. No rule: ESME_RINVDSTADR. Storage error: ESME_RX_T_APPN.
+//!
+//! # Flow control and shutdown
+//!
+//! At most `concurrency` PDUs (and held-receipt retries) are being handled
+//! at once; beyond, the inbound channels fill up and the upstream sessions
+//! answer with their fallback status. Every PDU is answered within
+//! `answer_timeout` (keep it under the sessions' inbound timeout).
+//! [`CorrelatorHandle::stop`] stops taking PDUs, finishes those being
+//! handled and drops the hold set (its receipts are stored as unmatched and
+//! reloaded at the next start).
+
+use std::{
+    cmp::Ordering,
+    collections::{BinaryHeap, HashMap},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, Stream, StreamExt};
+use smsmax_protocol::{
+    receipt::{Receipt, ReceiptState},
+    types::esm_class,
+    CommandStatus,
+};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+
+use super::{
+    client_receipt::{client_receipt, receipt_state, upstream_state, wants_receipt},
+    counters::{bump, DlrCounters, DlrStats},
+    inbound::{parse_receipt, InboundMessage},
+    mo::MoRouter,
+};
+use crate::{
+    queue::outbox::{Outbox, OutboxEntry},
+    smpp_time::now_ms,
+    store::{ReceiptOutcome, ReceiptRecord, StateUpdate, StorageError, Store},
+    upstream::{IdStyleName, UpstreamInbound},
+};
+
+/// How the correlator runs.
+#[derive(Clone, Debug)]
+pub struct CorrelatorSettings {
+    /// `[receipts] hold_secs`: how long an unmatched receipt is looked up again.
+    pub hold: Duration,
+    /// `[receipts] hold_max`: most receipts held in memory.
+    pub hold_max: usize,
+    /// First pause before looking a held receipt up again; doubles per try.
+    pub hold_retry_min: Duration,
+    /// Longest pause between tries.
+    pub hold_retry_max: Duration,
+    /// `[outbox] max_age_secs`: how long a client receipt or MO message waits for its client.
+    pub outbox_max_age: Duration,
+    /// Longest handling of one PDU (every storage call included); beyond, ESME_RX_T_APPN.
+    pub answer_timeout: Duration,
+    /// Most PDUs and held-receipt retries handled at once.
+    pub concurrency: usize,
+}
+
+impl Default for CorrelatorSettings {
+    fn default() -> Self {
+        CorrelatorSettings {
+            hold: Duration::from_secs(300),
+            hold_max: 100_000,
+            hold_retry_min: Duration::from_millis(50),
+            hold_retry_max: Duration::from_secs(5),
+            outbox_max_age: Duration::from_secs(72 * 3600),
+            answer_timeout: Duration::from_secs(5),
+            concurrency: 256,
+        }
+    }
+}
+
+/// The running correlator.
+pub struct CorrelatorHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    counters: Arc<DlrCounters>,
+}
+
+impl CorrelatorHandle {
+    /// The counters now.
+    pub fn stats(&self) -> DlrStats {
+        self.counters.snapshot()
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> Arc<DlrCounters> {
+        self.counters.clone()
+    }
+
+    /// Stops taking PDUs, finishes those in hand and returns.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "correlator task failed");
+        }
+    }
+}
+
+/// The correlator entry point.
+pub struct Correlator;
+
+impl Correlator {
+    /// Starts consuming `inbound` (one receiver per upstream pool).
+    /// `receipt_styles` maps each upstream name to its `receipt_id_style`.
+    pub fn start(
+        inbound: Vec<mpsc::Receiver<UpstreamInbound>>,
+        receipt_styles: HashMap<String, IdStyleName>,
+        mo_routes: MoRouter,
+        store: Arc<dyn Store>,
+        outbox: Arc<dyn Outbox>,
+        settings: CorrelatorSettings,
+    ) -> CorrelatorHandle {
+        let counters = Arc::new(DlrCounters::default());
+        let inner = Arc::new(Inner {
+            styles: receipt_styles,
+            mo_routes,
+            store,
+            outbox,
+            settings,
+            counters: counters.clone(),
+        });
+        let streams = inbound.into_iter().map(|rx| -> InboundStream {
+            Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }))
+        });
+        let merged = futures::stream::select_all(streams);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(inner, merged, stopped));
+        CorrelatorHandle { stop, task, counters }
+    }
+}
+
+type InboundStream = Pin<Box<dyn Stream<Item = UpstreamInbound> + Send>>;
+
+struct Inner {
+    styles: HashMap<String, IdStyleName>,
+    mo_routes: MoRouter,
+    store: Arc<dyn Store>,
+    outbox: Arc<dyn Outbox>,
+    settings: CorrelatorSettings,
+    counters: Arc<DlrCounters>,
+}
+
+/// A receipt stored as unmatched and looked up again until its deadline.
+struct Held {
+    receipt: ReceiptRecord,
+    stat: ReceiptState,
+    deadline_ms: u64,
+    next_at: Instant,
+    backoff: Duration,
+    tries: u32,
+}
+
+/// [`Held`] ordered so that a `BinaryHeap` pops the earliest due first.
+struct ByDue(Held);
+
+impl PartialEq for ByDue {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.next_at == other.0.next_at
+    }
+}
+impl Eq for ByDue {}
+impl PartialOrd for ByDue {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByDue {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.next_at.cmp(&self.0.next_at)
+    }
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    mut inbound: futures::stream::SelectAll<InboundStream>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let concurrency = inner.settings.concurrency.max(1);
+    let mut held: BinaryHeap<ByDue> = BinaryHeap::new();
+    inner.load_unmatched(&mut held).await;
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Option<Held>>> = FuturesUnordered::new();
+    let mut tick = tokio::time::interval(inner.settings.hold_retry_min.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut inbound_open = true;
+    tracing::info!(
+        upstreams = inner.styles.len(),
+        held = held.len(),
+        "receipt correlator started"
+    );
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        let now = Instant::now();
+        while in_flight.len() < concurrency && held.peek().is_some_and(|h| h.0.next_at <= now) {
+            if let Some(ByDue(h)) = held.pop() {
+                in_flight.push(inner.clone().retry(h).boxed());
+            }
+        }
+        inner
+            .counters
+            .holding
+            .store(held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        tokio::select! {
+            _ = stopped.changed() => break,
+            item = inbound.next(), if inbound_open && in_flight.len() < concurrency => match item {
+                Some(item) => in_flight.push(inner.clone().handle(item).boxed()),
+                None => inbound_open = false,
+            },
+            Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(h) = result {
+                    inner.hold(&mut held, h);
+                }
+            }
+            _ = tick.tick() => {}
+        }
+    }
+    tracing::info!(in_flight = in_flight.len(), "receipt correlator stopping");
+    while in_flight.next().await.is_some() {}
+    if !held.is_empty() {
+        tracing::info!(
+            held = held.len(),
+            "held receipts stay stored as unmatched and are looked up again at the next start"
+        );
+    }
+    inner.counters.holding.store(0, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!("receipt correlator stopped");
+}
+
+impl Inner {
+    /// Puts a receipt in the hold set, or leaves it unmatched when the set is full.
+    fn hold(&self, held: &mut BinaryHeap<ByDue>, h: Held) {
+        if h.tries == 0 {
+            if held.len() >= self.settings.hold_max {
+                bump(&self.counters.unmatched);
+                tracing::warn!(
+                    upstream = %h.receipt.upstream,
+                    key = %h.receipt.key,
+                    hold_max = self.settings.hold_max,
+                    "hold set full: receipt stays stored as unmatched (looked up again at the next start)"
+                );
+                return;
+            }
+            bump(&self.counters.held);
+        }
+        held.push(ByDue(h));
+    }
+
+    fn new_held(&self, receipt: ReceiptRecord, stat: ReceiptState) -> Held {
+        let hold_ms = u64::try_from(self.settings.hold.as_millis()).unwrap_or(u64::MAX);
+        Held {
+            deadline_ms: receipt.received_at_ms.saturating_add(hold_ms),
+            receipt,
+            stat,
+            next_at: Instant::now() + self.settings.hold_retry_min,
+            backoff: self.settings.hold_retry_min,
+            tries: 0,
+        }
+    }
+
+    /// Loads the unmatched receipts still within `hold_secs` into the hold set.
+    async fn load_unmatched(&self, held: &mut BinaryHeap<ByDue>) {
+        let call = self.store.unmatched_receipts(self.settings.hold_max);
+        let receipts = match self.timed(call).await {
+            Ok(receipts) => receipts,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load unmatched receipts; they stay stored");
+                return;
+            }
+        };
+        let now = now_ms();
+        let hold_ms = u64::try_from(self.settings.hold.as_millis()).unwrap_or(u64::MAX);
+        for receipt in receipts {
+            if receipt.matched.is_some() || receipt.received_at_ms.saturating_add(hold_ms) <= now {
+                continue;
+            }
+            // The stored state comes from the TLVs or the text; keep the text's
+            // spelling (ACCEPTD, UNKNOWN) for the client when it agrees.
+            let stat = Receipt::parse_bytes(&receipt.text)
+                .ok()
+                .map(|r| r.stat)
+                .filter(|stat| upstream_state(stat) == receipt.state)
+                .unwrap_or_else(|| receipt_state(receipt.state));
+            let mut h = self.new_held(receipt, stat);
+            h.next_at = Instant::now();
+            self.hold(held, h);
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let limit = self.settings.answer_timeout;
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or(Err(StorageError::Timeout(limit)))
+    }
+
+    fn max_age_ms(&self) -> u64 {
+        u64::try_from(self.settings.outbox_max_age.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Handles one PDU from an upstream and answers it; returns a receipt to hold.
+    async fn handle(self: Arc<Self>, item: UpstreamInbound) -> Option<Held> {
+        let UpstreamInbound {
+            upstream,
+            bind,
+            pdu,
+            responder,
+        } = item;
+        let Some(message) = InboundMessage::from_pdu(&pdu) else {
+            tracing::warn!(%upstream, bind, command = ?pdu.command_id(), "unexpected inbound request");
+            responder.respond(CommandStatus::ESME_RINVCMDID);
+            return None;
+        };
+        let limit = self.settings.answer_timeout;
+        let (status, held) = if message.is_receipt() {
+            match tokio::time::timeout(limit, self.receipt(&upstream, message)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    bump(&self.counters.storage_errors);
+                    tracing::warn!(%upstream, ?limit, "receipt not stored in time; answered ESME_RX_T_APPN (the upstream resends)");
+                    (CommandStatus::ESME_RX_T_APPN, None)
+                }
+            }
+        } else {
+            match tokio::time::timeout(limit, self.mo(&upstream, message)).await {
+                Ok(status) => (status, None),
+                Err(_) => {
+                    bump(&self.counters.storage_errors);
+                    tracing::warn!(%upstream, ?limit, "MO message not stored in time; answered ESME_RX_T_APPN (the upstream resends)");
+                    (CommandStatus::ESME_RX_T_APPN, None)
+                }
+            }
+        };
+        if !responder.respond(status) {
+            tracing::debug!(%upstream, bind, %status, "answered too late (or the session ended); the upstream resends");
+        }
+        held
+    }
+
+    async fn receipt(&self, upstream: &str, message: InboundMessage) -> (CommandStatus, Option<Held>) {
+        let parsed = match parse_receipt(&message) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                bump(&self.counters.unparseable);
+                tracing::warn!(upstream, esm_class = message.esm_class, error = %e, "unreadable receipt; answered ESME_RX_P_APPN");
+                return (CommandStatus::ESME_RX_P_APPN, None);
+            }
+        };
+        let style = self.styles.get(upstream).copied().unwrap_or_default();
+        let Some(key) = style.normalise(&parsed.id) else {
+            bump(&self.counters.unparseable);
+            tracing::warn!(
+                upstream,
+                id = %parsed.id,
+                receipt_id_style = style.name(),
+                "receipt id does not fit the upstream's receipt_id_style; answered ESME_RX_P_APPN"
+            );
+            return (CommandStatus::ESME_RX_P_APPN, None);
+        };
+        let receipt = ReceiptRecord {
+            upstream: upstream.to_string(),
+            key,
+            matched: None,
+            state: upstream_state(&parsed.stat),
+            error_code: parsed.error_code,
+            received_at_ms: now_ms(),
+            text: message.message().clone(),
+        };
+        match self.try_match(&receipt, &parsed.stat).await {
+            Ok(Some(_)) => (CommandStatus::ESME_ROK, None),
+            Ok(None) => match self
+                .timed(self.store.record_receipt(receipt.clone(), None, Vec::new()))
+                .await
+            {
+                Ok(_) => {
+                    tracing::debug!(upstream, key = %receipt.key, stat = %parsed.stat, "no message has this upstream id yet: stored as unmatched and held");
+                    (CommandStatus::ESME_ROK, Some(self.new_held(receipt, parsed.stat)))
+                }
+                Err(e) => {
+                    bump(&self.counters.storage_errors);
+                    tracing::warn!(upstream, error = %e, "storing an unmatched receipt failed; answered ESME_RX_T_APPN");
+                    (CommandStatus::ESME_RX_T_APPN, None)
+                }
+            },
+            Err(e) => {
+                bump(&self.counters.storage_errors);
+                tracing::warn!(upstream, error = %e, "recording a receipt failed; answered ESME_RX_T_APPN");
+                (CommandStatus::ESME_RX_T_APPN, None)
+            }
+        }
+    }
+
+    /// Looks the receipt's key up and, when it belongs to one of our
+    /// messages, records it with its consequences. `None`: no match (yet).
+    async fn try_match(
+        &self,
+        receipt: &ReceiptRecord,
+        stat: &ReceiptState,
+    ) -> Result<Option<ReceiptOutcome>, StorageError> {
+        let found = self
+            .timed(self.store.find_by_upstream(&receipt.upstream, &receipt.key))
+            .await?;
+        let Some(matched) = found else { return Ok(None) };
+        let record = self.timed(self.store.get(&matched.id)).await?;
+        let state = receipt.state;
+        let (update, forward) = match &record {
+            Some(record) => {
+                let update = state.is_final().then_some(StateUpdate {
+                    state,
+                    upstream_id: None,
+                    error_code: receipt.error_code,
+                    attempts: None,
+                    link: None,
+                    at_ms: receipt.received_at_ms,
+                });
+                let forward: Vec<OutboxEntry> =
+                    if !record.state.is_final() && wants_receipt(record.registered_delivery, state) {
+                        let now = now_ms();
+                        let max_age = self.settings.outbox_max_age;
+                        vec![client_receipt(
+                            record,
+                            stat,
+                            receipt.error_code,
+                            receipt.received_at_ms,
+                            now,
+                            max_age,
+                        )]
+                    } else {
+                        Vec::new()
+                    };
+                (update, forward)
+            }
+            None => {
+                tracing::warn!(id = %matched.id, upstream = %receipt.upstream, "a receipt matched a message without a record");
+                (None, Vec::new())
+            }
+        };
+        let forwarded = forward.len() as u64;
+        let id = matched.id.clone();
+        let part = matched.part;
+        let record_it = ReceiptRecord {
+            matched: Some(matched),
+            ..receipt.clone()
+        };
+        let outcome = self
+            .timed(self.store.record_receipt(record_it, update, forward))
+            .await?;
+        match outcome {
+            ReceiptOutcome::Recorded => {
+                bump(&self.counters.matched);
+                self.counters
+                    .forwarded
+                    .fetch_add(forwarded, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(id, part, upstream = %receipt.upstream, state = state.name(), forwarded, "receipt matched");
+            }
+            ReceiptOutcome::Duplicate => {
+                bump(&self.counters.duplicates);
+                tracing::debug!(id, part, upstream = %receipt.upstream, state = state.name(), "duplicate receipt");
+            }
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Looks a held receipt up again; returns it while it should stay held.
+    async fn retry(self: Arc<Self>, mut h: Held) -> Option<Held> {
+        match self.try_match(&h.receipt, &h.stat).await {
+            Ok(Some(outcome)) => {
+                if outcome == ReceiptOutcome::Recorded {
+                    bump(&self.counters.matched_after_hold);
+                }
+                return None;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                bump(&self.counters.storage_errors);
+                tracing::warn!(upstream = %h.receipt.upstream, error = %e, "looking a held receipt up failed; trying again");
+            }
+        }
+        if now_ms() >= h.deadline_ms {
+            bump(&self.counters.unmatched);
+            tracing::warn!(
+                upstream = %h.receipt.upstream,
+                key = %h.receipt.key,
+                tries = h.tries + 1,
+                "no message matched this receipt within hold_secs; it stays stored as unmatched"
+            );
+            return None;
+        }
+        h.tries += 1;
+        h.backoff = h.backoff.saturating_mul(2).min(self.settings.hold_retry_max);
+        h.next_at = Instant::now() + h.backoff;
+        Some(h)
+    }
+
+    /// Routes a mobile-originated message to its client's outbox.
+    async fn mo(&self, upstream: &str, message: InboundMessage) -> CommandStatus {
+        let Some(system_id) = self.mo_routes.route(&message.dest.addr) else {
+            bump(&self.counters.mo_unrouted);
+            tracing::warn!(upstream, dest = %message.dest.addr, "no [[mo_routes]] rule for an MO message; answered ESME_RINVDSTADR");
+            return CommandStatus::ESME_RINVDSTADR;
+        };
+        let tlvs = match message.encoded_tlvs() {
+            Ok(tlvs) => tlvs,
+            Err(e) => {
+                bump(&self.counters.unparseable);
+                tracing::warn!(upstream, error = %e, "MO message TLVs cannot be stored; answered ESME_RX_P_APPN");
+                return CommandStatus::ESME_RX_P_APPN;
+            }
+        };
+        let now = now_ms();
+        let entry = OutboxEntry {
+            id: String::new(),
+            system_id: system_id.to_string(),
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(self.max_age_ms()),
+            attempts: 0,
+            message_id: None,
+            service_type: message.service_type,
+            source: message.source,
+            dest: message.dest,
+            esm_class: message.esm_class & !esm_class::TYPE_MASK,
+            protocol_id: message.protocol_id,
+            data_coding: message.data_coding,
+            short_message: message.short_message,
+            tlvs,
+        };
+        match self.timed(self.outbox.push(vec![entry])).await {
+            Ok(()) => {
+                bump(&self.counters.mo_routed);
+                tracing::debug!(upstream, system_id, "MO message queued for its client");
+                CommandStatus::ESME_ROK
+            }
+            Err(e) => {
+                bump(&self.counters.storage_errors);
+                tracing::warn!(upstream, system_id, error = %e, "queueing an MO message failed; answered ESME_RX_T_APPN");
+                CommandStatus::ESME_RX_T_APPN
+            }
+        }
+    }
+}
