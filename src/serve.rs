@@ -4,8 +4,10 @@
 //! With `[[upstreams]]` configured, the upstream pools and the relay start
 //! after storage; without, messages stay queued (a warning says so once).
 //!
-//! Shutdown order: stop accepting, let every session answer what it has in
-//! flight and unbind its client, stop the relay (its submits in flight finish;
+//! Shutdown order: stop accepting and taking outbox entries, let every
+//! session answer what it has in flight and unbind its client, settle the
+//! outbox deliveries (answered ones acked, the rest back in the outbox),
+//! stop the relay (its submits in flight finish;
 //! what it had reserved goes back to the queue), stop the upstream pools,
 //! stop the receipt correlator (it handles what the pools delivered until
 //! they stopped; held receipts stay stored as unmatched and are reloaded at
@@ -27,6 +29,7 @@ use crate::{
     esme::{
         auth::Authenticator,
         listener::{self, Transport},
+        outbox::{DeliverySettings, OutboxDelivery},
         Gateway, SessionSettings,
     },
     ids::MessageIdGenerator,
@@ -40,6 +43,10 @@ use crate::{
 pub struct Running {
     pub smpp_addr: std::net::SocketAddr,
     pub smpp_tls_addr: Option<std::net::SocketAddr>,
+    /// The clients' outbox in storage (what the receipt correlator pushes to).
+    pub outbox: Arc<dyn Outbox>,
+    /// Delivers the outbox to bound receivers; `notify` it after a push.
+    pub deliveries: Arc<OutboxDelivery>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
     receipts: Option<Arc<DlrCounters>>,
@@ -84,16 +91,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_command_length: smpp.max_command_length,
         storage_timeout,
     };
+    let (stop, stopped) = watch::channel(false);
+    let deliveries = OutboxDelivery::start(
+        outbox.clone(),
+        DeliverySettings::new(&config.outbox, settings.response_timeout, storage_timeout),
+        stopped.clone(),
+    );
     let gateway = Arc::new(Gateway {
         settings,
         auth: Authenticator::new(&config.clients, &config.security),
         queue: queue.clone(),
         store: store.clone(),
         ids: MessageIdGenerator::new(config.node.id),
+        deliveries: Some(deliveries.clone()),
     });
     let connections = Arc::new(Semaphore::new(smpp.max_connections));
     let sessions = TaskTracker::new();
-    let (stop, stopped) = watch::channel(false);
 
     let tcp = TcpListener::bind(smpp.listen)
         .await
@@ -197,6 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%smpp_addr, ?smpp_tls_addr, clients = config.clients.len(), "SMSMax listening");
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
+    let delivery = deliveries.clone();
     let done = tokio::spawn(async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
@@ -208,6 +222,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if tokio::time::timeout(drain_timeout, sessions.wait()).await.is_err() {
             tracing::warn!("sessions did not finish in time");
         }
+        delivery.finish(drain_timeout).await;
         if let Some(relay) = relay {
             relay.stop().await;
         }
@@ -224,6 +239,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smpp_addr,
         smpp_tls_addr,
+        outbox,
+        deliveries,
         stop,
         done,
         receipts: receipt_counters,

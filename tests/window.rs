@@ -67,6 +67,7 @@ async fn requests_beyond_the_window_are_throttled_while_storage_is_busy() {
         queue: Arc::new(SlowQueue(storage.clone())),
         store: storage.clone(),
         ids: MessageIdGenerator::new(0),
+        deliveries: None,
     });
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();

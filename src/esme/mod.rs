@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 use crate::{ids::MessageIdGenerator, queue::Queue, store::Store};
 
 pub mod auth;
+pub mod deliver_sm;
 pub mod listener;
+pub mod outbox;
+pub mod receivers;
 pub mod session;
 pub mod validate;
 pub mod window;
@@ -32,4 +35,6 @@ pub struct Gateway {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub ids: MessageIdGenerator,
+    /// Hands each client's outbox to its receiving sessions; `None`: sessions get no deliver_sm.
+    pub deliveries: Option<Arc<outbox::OutboxDelivery>>,
 }

@@ -6,7 +6,7 @@
 //! each completes (out of order); the session only stops reading while it
 //! drains for an unbind or a shutdown.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
+use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use smsmax_protocol::{
@@ -19,12 +19,13 @@ use smsmax_protocol::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{mpsc, watch},
+    sync::{mpsc, oneshot, watch},
 };
 use tokio_util::codec::FramedRead;
 
 use super::{
     auth::BindGuard,
+    receivers::{Delivery, DeliveryOutcome, ReceiverGuard},
     validate::{self, MultiDestination},
     window::Window,
     writer::write_pdus,
@@ -40,8 +41,9 @@ use crate::{
 /// PDUs waiting for the writer; beyond, the session waits (bounded by the
 /// response timeout) — the client is not reading.
 const WRITER_QUEUE: usize = 1024;
-/// Requests we send a client at once (enquire_link now; deliver_sm later).
-const OUTBOUND_WINDOW: usize = 64;
+/// Outbound window slots kept free of deliver_sm, so that an enquire_link
+/// and an unbind can always go out.
+const RESERVED_SLOTS: usize = 2;
 
 type Answer = Pin<Box<dyn Future<Output = Pdu> + Send>>;
 
@@ -80,6 +82,7 @@ where
     let mut frames = FramedRead::new(read_half, SmppCodec::new(settings.max_command_length));
     let (tx, rx) = mpsc::channel::<Pdu>(WRITER_QUEUE);
     let writer = tokio::spawn(write_pdus(write_half, rx, settings.response_timeout));
+    let delivery_window = gateway.deliveries.as_ref().map_or(0, |d| d.window());
 
     let mut session = Session {
         gateway,
@@ -88,8 +91,12 @@ where
         state: State::Open,
         guard: None,
         system_id: Arc::from(""),
-        outbound: Window::new(OUTBOUND_WINDOW),
+        outbound: Window::new(delivery_window + RESERVED_SLOTS),
         in_flight: FuturesUnordered::new(),
+        receiver: None,
+        deliveries: None,
+        delivering: HashMap::new(),
+        delivery_window,
         unbind_requested: None,
         draining: false,
         unbind_sent: false,
@@ -102,6 +109,7 @@ where
         // Stop reading requests while draining for unbind; keep reading
         // during a server shutdown to see the client's unbind_resp.
         let reading = session.unbind_requested.is_none();
+        let taking = session.takes_deliveries();
         tokio::select! {
             Some(answer) = session.in_flight.next(), if !session.in_flight.is_empty() => {
                 if session.send(answer).await.is_err() {
@@ -110,6 +118,12 @@ where
             }
             _ = shutdown.changed(), if !session.draining => {
                 session.draining = true;
+                session.stop_deliveries();
+            }
+            Some(delivery) = next_delivery(&mut session.deliveries), if taking => {
+                if session.on_delivery(delivery).await.is_err() {
+                    break End::WriterGone;
+                }
             }
             frame = frames.next(), if reading => {
                 last_heard = Instant::now();
@@ -152,7 +166,8 @@ where
                 let _ = session.send(Pdu::new(sequence, Body::UnbindResp)).await;
                 break End::Unbound;
             }
-            if session.draining && !session.unbind_sent {
+            // Deliveries out are answered (or time out) before our unbind.
+            if session.draining && !session.unbind_sent && session.delivering.is_empty() {
                 if session.state == State::Open {
                     break End::Shutdown;
                 }
@@ -167,6 +182,8 @@ where
         }
     };
     tracing::info!(peer = %session.peer, system_id = %session.system_id, reason = ?end, "session closed");
+    session.stop_deliveries();
+    session.fail_delivering();
     drop(session);
     // The writer ends when its channel closes; give it the response timeout to flush.
     let _ = tokio::time::timeout(settings.response_timeout, writer).await;
@@ -187,9 +204,75 @@ struct Session {
     /// The server is shutting down.
     draining: bool,
     unbind_sent: bool,
+    /// This session's place among its client's receiving sessions.
+    receiver: Option<ReceiverGuard>,
+    /// Outbox entries for this session to send as deliver_sm.
+    deliveries: Option<mpsc::Receiver<Delivery>>,
+    /// Where to report the client's answer to each deliver_sm sent, by sequence number.
+    delivering: HashMap<u32, oneshot::Sender<DeliveryOutcome>>,
+    /// Most deliver_sm awaiting a response at once.
+    delivery_window: usize,
+}
+
+/// The next delivery for a receiving session; never, for any other.
+async fn next_delivery(deliveries: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match deliveries {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
+    /// `true` while this session takes outbox deliveries: bound to receive,
+    /// not unbinding, with room in its delivery window.
+    fn takes_deliveries(&self) -> bool {
+        self.deliveries.is_some()
+            && !self.draining
+            && self.unbind_requested.is_none()
+            && !self.unbind_sent
+            && self.delivering.len() < self.delivery_window
+    }
+
+    /// Leaves the client's receiving sessions: nothing new is handed to this
+    /// one, and what was queued for it goes back unsent.
+    fn stop_deliveries(&mut self) {
+        self.receiver = None;
+        if let Some(mut rx) = self.deliveries.take() {
+            rx.close();
+            while let Ok(delivery) = rx.try_recv() {
+                delivery.report(DeliveryOutcome::NotSent);
+            }
+        }
+    }
+
+    /// The session ends: deliver_sm still unanswered are retried later.
+    fn fail_delivering(&mut self) {
+        for (_, outcome) in self.delivering.drain() {
+            let _ = outcome.send(DeliveryOutcome::NoResponse);
+        }
+    }
+
+    /// Sends one outbox entry as deliver_sm, in the outbound window.
+    async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), ()> {
+        let deadline = Instant::now() + self.gateway.settings.response_timeout;
+        let Some(sequence) = self.outbound.open(CommandId::DeliverSm, deadline) else {
+            delivery.report(DeliveryOutcome::NotSent);
+            return Ok(());
+        };
+        let Delivery { deliver_sm, outcome } = delivery;
+        if self
+            .send(Pdu::new(sequence, Body::DeliverSm(deliver_sm)))
+            .await
+            .is_err()
+        {
+            self.outbound.close(sequence);
+            let _ = outcome.send(DeliveryOutcome::NotSent);
+            return Err(());
+        }
+        self.delivering.insert(sequence, outcome);
+        Ok(())
+    }
+
     async fn send(&mut self, pdu: Pdu) -> Result<(), ()> {
         match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(pdu)).await {
             Ok(Ok(())) => Ok(()),
@@ -222,7 +305,11 @@ impl Session {
             match pending.command_id {
                 CommandId::EnquireLink => return Ok(Some(End::EnquireLinkTimeout)),
                 CommandId::Unbind => return Ok(Some(End::Shutdown)),
-                _ => {}
+                _ => {
+                    if let Some(outcome) = self.delivering.remove(&sequence) {
+                        let _ = outcome.send(DeliveryOutcome::NoResponse);
+                    }
+                }
             }
         }
         match self.state {
@@ -259,6 +346,7 @@ impl Session {
                     self.refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS).await?;
                 } else {
                     self.unbind_requested = Some(sequence);
+                    self.stop_deliveries();
                 }
             }
             // Operations only an SMSC sends.
@@ -298,8 +386,14 @@ impl Session {
             tracing::debug!(peer = %self.peer, command = %pdu.command_id(), sequence = pdu.sequence_number, "response to nothing we sent");
             return None;
         };
-        if pending.command_id == CommandId::Unbind {
-            return Some(End::Shutdown);
+        match pending.command_id {
+            CommandId::Unbind => return Some(End::Shutdown),
+            CommandId::DeliverSm => {
+                if let Some(outcome) = self.delivering.remove(&pdu.sequence_number) {
+                    let _ = outcome.send(DeliveryOutcome::Response(pdu.command_status));
+                }
+            }
+            _ => {}
         }
         None
     }
@@ -348,7 +442,17 @@ impl Session {
                     BindType::Receiver => Body::BindReceiverResp(body),
                     BindType::Transceiver => Body::BindTransceiverResp(body),
                 };
-                self.send(Pdu::new(sequence, body)).await
+                self.send(Pdu::new(sequence, body)).await?;
+                // After the bind_resp, so that it goes out before any deliver_sm.
+                if bind_type != BindType::Transmitter && !self.draining {
+                    if let Some(delivery) = &self.gateway.deliveries {
+                        if let Some((guard, deliveries)) = delivery.register(&self.system_id) {
+                            self.receiver = Some(guard);
+                            self.deliveries = Some(deliveries);
+                        }
+                    }
+                }
+                Ok(())
             }
             Err(status) => self.send(Pdu::error_response(response_id, sequence, status)).await,
         }
