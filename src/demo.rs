@@ -73,7 +73,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 400, value_name = "MS")]
     pub receipt_jitter_ms: u64,
     /// After the last submit, wait at most this long for outstanding receipts.
-    #[arg(long, value_parser = bench::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = bench::parse_duration, default_value = "120s")]
     pub receipt_timeout: Duration,
     /// Keep the temporary directory (storage and gateway.log) and print where it is.
     #[arg(long)]

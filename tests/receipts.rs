@@ -227,7 +227,11 @@ async fn hex_answers_and_decimal_receipts_match_with_the_right_styles() {
         ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
     }
     for id in &ids {
-        assert_eq!(wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await, 2, "{id}");
+        assert_eq!(
+            wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
+            2,
+            "{id}"
+        );
     }
     assert_eq!(counters.matched.load(Relaxed), 5);
     drop(esme);
@@ -236,13 +240,7 @@ async fn hex_answers_and_decimal_receipts_match_with_the_right_styles() {
 
     // Default styles: the same carrier's receipts never match; they are kept as unmatched.
     let sim = sim_with(hex_decimal).await;
-    let gateway = common::start(&receipts_config(
-        sim.addr.port(),
-        "",
-        "",
-        "[receipts]\nhold_secs = 1\n",
-    ))
-    .await;
+    let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "[receipts]\nhold_secs = 1\n")).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut ids = Vec::new();
@@ -275,7 +273,11 @@ async fn a_receipt_before_the_submit_resp_is_held_and_matched() {
         ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
     }
     for id in &ids {
-        assert_eq!(wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await, 2, "{id}");
+        assert_eq!(
+            wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
+            2,
+            "{id}"
+        );
     }
     wait_counters(&counters, Duration::from_secs(5), "matched", |c| {
         c.matched.load(Relaxed) == 5
@@ -289,7 +291,11 @@ async fn a_receipt_before_the_submit_resp_is_held_and_matched() {
     let sim_stats = sim.stop().await;
     assert_eq!(sim_stats.receipts_before_resp, 5, "{sim_stats:?}");
     let (storage, _dir) = stopped_storage(gateway).await;
-    assert_eq!(storage.unmatched_count().await.unwrap(), 0, "matched copies replace the unmatched ones");
+    assert_eq!(
+        storage.unmatched_count().await.unwrap(),
+        0,
+        "matched copies replace the unmatched ones"
+    );
     storage.close().await.unwrap();
 }
 
@@ -302,17 +308,18 @@ async fn a_rejected_message_gets_a_gateway_receipt_with_our_id() {
     let silent = submit(&mut esme, message("447700900124", 1, 0)).await;
     let failures_only = submit(&mut esme, message("447700900125", 2, 2)).await;
     for id in [&asked, &silent, &failures_only] {
-        assert_eq!(wait_state(&mut esme, id, &[8], Duration::from_secs(10)).await, 8, "REJECTED");
+        assert_eq!(
+            wait_state(&mut esme, id, &[8], Duration::from_secs(10)).await,
+            8,
+            "REJECTED"
+        );
     }
     let relay = gateway.running.relay_counters().unwrap().snapshot();
     assert_eq!(relay.gateway_receipts, 2, "{relay:?}");
     drop(esme);
     sim.stop().await;
     let (storage, _dir) = stopped_storage(gateway).await;
-    let mut entries = storage
-        .reserve_for("alice", 10, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut entries = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
     entries.sort_by_key(|e| e.message_id.clone());
     let mut want = vec![asked.clone(), failures_only.clone()];
     want.sort();
@@ -466,7 +473,11 @@ system_id = "bob"
         .unwrap()
         .unwrap();
     assert_eq!(upstream_id, "ABC0");
-    assert_eq!(wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await, 1, "ENROUTE");
+    assert_eq!(
+        wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
+        1,
+        "ENROUTE"
+    );
 
     // The receipt (id in lowercase: case_insensitive by default) and the same receipt again.
     let receipt = receipt_pdu("id:abc0 sub:001 dlvrd:001 stat:DELIVRD err:000 text:x", vec![]);
@@ -484,7 +495,11 @@ system_id = "bob"
     assert_eq!(smsc.deliver(late).await, CommandStatus::ESME_ROK);
     assert_eq!(state(&mut esme, &id).await, 2, "still DELIVERED");
     let stats = counters.snapshot();
-    assert_eq!((stats.matched, stats.duplicates, stats.forwarded), (2, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.matched, stats.duplicates, stats.forwarded),
+        (2, 1, 1),
+        "{stats:?}"
+    );
 
     // A receipt nobody knows: answered OK, held, then kept as unmatched.
     let unknown = receipt_pdu("id:FFFF stat:UNDELIV err:001", vec![]);
@@ -519,7 +534,10 @@ system_id = "bob"
     assert_eq!(record.state, MessageState::Delivered);
     let unmatched = storage.unmatched_receipts(10).await.unwrap();
     assert_eq!(unmatched.len(), 1, "{unmatched:?}");
-    assert_eq!((unmatched[0].upstream.as_str(), unmatched[0].key.as_str()), ("carrier", "ffff"));
+    assert_eq!(
+        (unmatched[0].upstream.as_str(), unmatched[0].key.as_str()),
+        ("carrier", "ffff")
+    );
     assert_eq!(unmatched[0].state, MessageState::Undeliverable);
     // One receipt for alice (the duplicate and the late one were not forwarded).
     let alice = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
