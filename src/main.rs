@@ -11,6 +11,8 @@ use smsmax::config::{Config, ConfigError, LogFormat};
 
 /// Exit status for an unusable configuration (the same as for bad command-line usage).
 const EXIT_CONFIG: u8 = 2;
+/// Exit status after SIGINT (128 + 2, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// SMSMax: a native SMPP 3.4 gateway.
 #[derive(Debug, Parser)]
@@ -303,7 +305,27 @@ fn demo(args: &smsmax::demo::DemoArgs) -> ExitCode {
     }
     let config = smsmax::demo::DemoConfig::from(args);
     let outcome = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(workspace.run(&config)),
+        Ok(runtime) => {
+            // Ctrl-C abandons the run (the gateway and the simulator go with
+            // the runtime) but still removes the temporary directory.
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = workspace.run(&config) => Some(outcome),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            match outcome {
+                Some(outcome) => outcome,
+                None => {
+                    eprintln!("smsmax demo: interrupted");
+                    if let Err(e) = workspace.finish(args.keep) {
+                        eprintln!("smsmax demo: could not remove the temporary directory: {e}");
+                    }
+                    return ExitCode::from(EXIT_INTERRUPTED);
+                }
+            }
+        }
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
     let mut ok = false;
