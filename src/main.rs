@@ -319,9 +319,7 @@ fn demo(args: &smsmax::demo::DemoArgs) -> ExitCode {
                 Some(outcome) => outcome,
                 None => {
                     eprintln!("smsmax demo: interrupted");
-                    if let Err(e) = workspace.finish(args.keep) {
-                        eprintln!("smsmax demo: could not remove the temporary directory: {e}");
-                    }
+                    finish_workspace(workspace, args.keep);
                     return ExitCode::from(EXIT_INTERRUPTED);
                 }
             }
@@ -378,17 +376,22 @@ fn demo(args: &smsmax::demo::DemoArgs) -> ExitCode {
             }
         }
     }
-    match workspace.finish(args.keep) {
+    finish_workspace(workspace, args.keep);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Removes the demo's temporary directory, or keeps it and says where.
+fn finish_workspace(workspace: smsmax::demo::Workspace, keep: bool) {
+    match workspace.finish(keep) {
         Ok(Some(path)) => eprintln!(
             "smsmax demo: kept {} (storage in data/, log in gateway.log)",
             path.display()
         ),
         Ok(None) => {}
         Err(e) => eprintln!("smsmax demo: could not remove the temporary directory: {e}"),
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
