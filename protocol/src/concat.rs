@@ -192,7 +192,7 @@ pub struct ConcatInfo {
 
 impl ConcatInfo {
     /// The whole UDH (UDHL included) holding just this concatenation element.
-    fn udh(self, sixteen_bit: bool) -> Vec<u8> {
+    pub fn udh(self, sixteen_bit: bool) -> Vec<u8> {
         let [ref_high, ref_low] = self.reference.to_be_bytes();
         if sixteen_bit {
             vec![0x06, IEI_CONCAT_16BIT, 0x04, ref_high, ref_low, self.total, self.seqnum]

@@ -35,6 +35,7 @@
 //!    - `ESME_RTHROTTLED` / `ESME_RMSGQFUL` also slow that upstream bind down (the upstream pool's
 //!      job); the message itself gets the longer congestion backoff.
 
+pub mod parts;
 pub mod retry;
 pub mod routing;
 pub mod worker;

@@ -520,13 +520,18 @@ impl Inner {
         }
     }
 
-    /// `true` when the record was updated (or is gone, so there is nothing to keep it queued for).
+    /// `true` when the record was updated, or is gone or final already (a
+    /// cancel_sm won, or the validity ran out): nothing to keep it queued for.
     async fn update(&self, id: &str, update: StateUpdate) -> bool {
         let state = update.state;
         match self.timed(self.store.update(id, update)).await {
             Ok(true) => true,
             Ok(false) => {
-                tracing::warn!(id, "queued message has no record");
+                tracing::warn!(
+                    id,
+                    state = state.name(),
+                    "queued message has no record or is final already; outcome not recorded"
+                );
                 true
             }
             Err(e) => {

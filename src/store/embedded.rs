@@ -1,8 +1,9 @@
-//! The embedded storage: message records and the work queue in one
-//! crash-safe file, no external service.
+//! The embedded storage: message records, the work queue, receipts and the
+//! per-client outbox in one crash-safe file, no external service.
 //!
-//! [`EmbeddedStorage`] implements both [`Store`] and [`Queue`] on a
-//! [redb](https://docs.rs/redb) database (`<dir>/smsmax.redb`) with three tables:
+//! [`EmbeddedStorage`] implements [`Store`], [`Queue`] and
+//! [`Outbox`](crate::queue::outbox::Outbox) on a [redb](https://docs.rs/redb)
+//! database (`<dir>/smsmax.redb`). Messages and their queue (this file):
 //!
 //! | table         | key                               | value                        |
 //! |---------------|-----------------------------------|------------------------------|
@@ -13,26 +14,51 @@
 //! A range scan of `queue` up to "now" yields the due messages in due-time
 //! order; `queue_index` finds an entry by id (ack, retry, cancel).
 //!
+//! Receipt matching (`embedded/receipts.rs`): `upstream_links` ((upstream, upstream id)
+//! -> our id and part, written by [`Store::update`] with the relay's outcome),
+//! `receipts` ((our id, part, state) -> receipt: the duplicate check is one
+//! lookup), `unmatched_receipts` ((arrival ms, upstream, upstream id, state)
+//! -> receipt: oldest first in one scan) and `unmatched_index` (to find a kept
+//! copy when it is matched).
+//!
+//! The outbox (`embedded/outbox.rs`): `outbox` (entry id -> entry), `outbox_index` (id
+//! -> client, due, expiry), `outbox_due` ((client, due ms, id): one client's
+//! due entries, oldest first, in one scan), `outbox_expiry` ((expiry ms, id)),
+//! `outbox_depth` (client -> entries waiting) and `meta` (the entry id
+//! counter, written with the entries).
+//!
+//! Every record is postcard-encoded; keys are redb tuples.
+//!
 //! # Group commit
 //!
-//! Every write (enqueue, insert, update, cancel, replace, ack, retry) is a
-//! request with a oneshot answer, sent over a bounded channel to one
-//! committer thread. The committer takes the first request, drains whatever
-//! else is waiting (up to `max_batch` records or ids), applies them all in
-//! ONE write transaction, commits it with [`redb::Durability::Immediate`]
-//! (fsync), and only then answers every caller. While one commit runs, the
-//! next batch accumulates in the channel. Because all writes go through this
-//! single thread, cancel and replace are atomic read-check-writes. Reads
-//! (`get`, `reserve`) run on `spawn_blocking` against an MVCC read
-//! transaction; nothing blocks the tokio executor.
+//! Every write (enqueue, insert, update, cancel, replace, ack, retry,
+//! record_receipt, and the outbox's push, ack_delivered, retry_delivery and
+//! expire) is a request with a oneshot answer, sent over a bounded channel
+//! to one committer thread. The committer takes the first request, drains
+//! whatever else is waiting (up to `max_batch` records, ids or entries),
+//! applies them all in ONE write transaction, commits it with
+//! [`redb::Durability::Immediate`] (fsync), and only then answers every
+//! caller. While one commit runs, the next batch accumulates in the channel.
+//! Because all writes go through this single thread, cancel, replace and
+//! record_receipt are atomic read-check-writes: a receipt, its message's new
+//! state, the removal of its unmatched copy and the client's deliver_sm in
+//! the outbox are one commit. Reads (`get`, `reserve`, `reserve_for`, ...) run
+//! on `spawn_blocking` against an MVCC read transaction; nothing blocks the
+//! tokio executor.
 //!
 //! # Leases
 //!
-//! `reserve` leases entries in memory (id -> expiry instant). A lease never
-//! reaches the disk: after a crash or restart every queued entry is
-//! reservable again (at-least-once). `reserve` skips leased entries while
-//! scanning, so its cost grows with the number of leased due entries (the
-//! relay's window, a few thousand at most).
+//! `reserve` (and the outbox's `reserve_for`) lease entries in memory (id ->
+//! expiry instant). A lease never reaches the disk: after a crash or restart
+//! every queued entry is reservable again (at-least-once). `reserve` skips
+//! leased entries while scanning, so its cost grows with the number of
+//! leased due entries (the relay's window, a few thousand at most).
+//!
+//! A message the relay holds may be on its way to an upstream, so cancel and
+//! replace refuse it ([`ChangeOutcome::InFlight`]); while one of them
+//! changes a message it holds a "change lock" in the same lease table, so a
+//! concurrent `reserve` cannot hand out the old version (see
+//! `lock_for_change`).
 //!
 //! # Choice of engine (measured)
 //!
@@ -109,7 +135,7 @@ const CHANNEL_CAPACITY: usize = 1024;
 pub struct EmbeddedStats {
     /// Durable (fsynced) write transactions committed.
     pub commits: u64,
-    /// Write requests (enqueue, insert, update, cancel, replace, ack, retry) answered.
+    /// Write requests (every kind, see the module doc) answered.
     pub write_requests: u64,
     /// Records written by enqueue and insert.
     pub records_written: u64,
@@ -828,8 +854,8 @@ fn apply(t: &mut Tables<'_>, op: &Op, cx: &mut Context<'_>) -> Result<Result<Rep
             cx.fx.outbox_unleased.push(id.clone());
             Ok(answer.map(|()| Reply::Done))
         }
-        Op::Expire(now_ms) => {
-            let expired = outbox::expire(t, *now_ms)?;
+        Op::Expire(at_ms) => {
+            let expired = outbox::expire(t, *at_ms)?;
             let count = expired.len() as u64;
             cx.fx.outbox_unleased.extend(expired);
             Ok(Ok(Reply::Count(count)))

@@ -65,6 +65,7 @@ macro_rules! storage_contract_tests {
             update_link_is_found_by_upstream,
             a_final_state_is_never_overwritten,
             cancel_and_replace_are_refused_while_the_relay_holds_the_message,
+            a_message_is_cancelled_or_relayed_never_both,
             unmatched_receipts_are_kept_oldest_first,
             a_matched_receipt_updates_forwards_and_clears_its_unmatched_copy,
             a_duplicate_receipt_changes_nothing,
@@ -794,6 +795,74 @@ pub async fn cancel_and_replace_are_refused_while_the_relay_holds_the_message<S:
     let got = s.reserve(10, LONG).await.unwrap();
     assert_eq!(ids_of(&got), vec![b.id.clone()]);
     assert_eq!(got[0].short_message.as_ref(), b"replaced");
+}
+
+/// The relay reserving while clients cancel: each message ends up either
+/// cancelled (answered OK) or handed to the relay as ACCEPTED, never both.
+pub async fn a_message_is_cancelled_or_relayed_never_both<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    const N: usize = 300;
+    const CANCELLERS: usize = 4;
+    let s = f.storage.clone();
+    let gen = ids();
+    let records: Vec<_> = (0..N).map(|_| record(gen.next_id(), "esme1")).collect();
+    s.enqueue(records.clone()).await.unwrap();
+    let all = ids_of(&records);
+    let cancelling = Arc::new(std::sync::atomic::AtomicUsize::new(CANCELLERS));
+
+    let relay = {
+        let s = s.clone();
+        let cancelling = cancelling.clone();
+        tokio::spawn(async move {
+            let mut relayed = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                let done = cancelling.load(std::sync::atomic::Ordering::Acquire) == 0;
+                let got = s.reserve(3, LONG).await.unwrap();
+                if got.is_empty() && done {
+                    break;
+                }
+                relayed.extend(
+                    got.into_iter()
+                        .filter(|r| r.state == MessageState::Accepted)
+                        .map(|r| r.id),
+                );
+                tokio::task::yield_now().await;
+            }
+            relayed
+        })
+    };
+    let mut cancellers = Vec::new();
+    for c in 0..CANCELLERS {
+        let s = s.clone();
+        let cancelling = cancelling.clone();
+        let mine: Vec<String> = all.iter().skip(c).step_by(CANCELLERS).cloned().collect();
+        cancellers.push(tokio::spawn(async move {
+            let mut cancelled = Vec::new();
+            for id in mine {
+                match s.cancel(&id, "esme1", now_ms()).await.unwrap() {
+                    ChangeOutcome::Changed => cancelled.push(id),
+                    ChangeOutcome::InFlight => {}
+                    other => panic!("cancel of a queued message: {other:?}"),
+                }
+            }
+            cancelling.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            cancelled
+        }));
+    }
+    let mut cancelled = HashSet::new();
+    for c in cancellers {
+        cancelled.extend(c.await.unwrap());
+    }
+    let relayed: HashSet<String> = relay.await.unwrap().into_iter().collect();
+    let both: Vec<_> = cancelled.intersection(&relayed).collect();
+    assert!(both.is_empty(), "cancelled (answered OK) and relayed: {both:?}");
+    assert_eq!(
+        cancelled.len() + relayed.len(),
+        N,
+        "every message is either cancelled or relayed ({} + {})",
+        cancelled.len(),
+        relayed.len()
+    );
 }
 
 // ---- receipts ---------------------------------------------------------------
