@@ -7,6 +7,7 @@ pub use smsmax_protocol as protocol;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod dlr;
 pub mod esme;
 pub mod ids;

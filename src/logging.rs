@@ -16,6 +16,13 @@ pub enum LoggingError {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
+    /// The log file cannot be opened.
+    #[error("cannot open the log file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A global subscriber was installed already (e.g. `init` called twice).
     #[error("logging is already initialised")]
     AlreadyInitialised,
@@ -48,6 +55,27 @@ pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
             .try_init(),
     };
     result.map_err(|_| LoggingError::AlreadyInitialised)
+}
+
+/// Like [`init`], but appends text lines (no colours) to the file at
+/// `path` instead of standard error: `smsmax demo` keeps the gateway's log
+/// out of the terminal its progress bar and report are on.
+pub fn init_file(level: &str, path: &std::path::Path) -> Result<(), LoggingError> {
+    let filter = filter(level)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| LoggingError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init()
+        .map_err(|_| LoggingError::AlreadyInitialised)
 }
 
 #[cfg(test)]

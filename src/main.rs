@@ -11,6 +11,8 @@ use smsmax::config::{Config, ConfigError, LogFormat};
 
 /// Exit status for an unusable configuration (the same as for bad command-line usage).
 const EXIT_CONFIG: u8 = 2;
+/// Exit status after SIGINT (128 + 2, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// SMSMax: a native SMPP 3.4 gateway.
 #[derive(Debug, Parser)]
@@ -68,6 +70,23 @@ enum Command {
     /// fails, a request times out, a session is lost or, with --receipts, an
     /// acknowledged message gets no receipt (or a duplicate) within --receipt-timeout.
     Bench(Box<smsmax::bench::BenchArgs>),
+    /// See every receipt come back: simulator, gateway and load generator in one process.
+    ///
+    /// Starts, on 127.0.0.1 with free ports, an SMSC simulator (its own
+    /// message ids; a receipt per message after --receipt-delay-ms plus up to
+    /// --receipt-jitter-ms, mostly DELIVRD with a few UNDELIV, EXPIRED and
+    /// REJECTD: --outcomes) and a gateway on embedded storage in a fresh
+    /// temporary directory (removed at the end unless --keep; the gateway's
+    /// log goes to gateway.log there), relaying everything to the simulator.
+    /// Then sends --messages submit_sm asking for receipts over --binds
+    /// transceiver sessions (--bind-mode) with --window outstanding each, shows progress,
+    /// and prints the bench report: acknowledged, throughput, submit latency,
+    /// receipts by state, duplicates and "never receipted" (--json for JSON).
+    /// Exits 0 only when every message was acknowledged and every
+    /// acknowledged message got exactly one receipt (carrying the gateway's
+    /// own message id) within --receipt-timeout after the last submit;
+    /// otherwise says what was missing and exits 1.
+    Demo(Box<smsmax::demo::DemoArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +96,7 @@ fn main() -> ExitCode {
         Command::Passwd => passwd(),
         Command::Sim(args) => sim(&args),
         Command::Bench(args) => bench(*args),
+        Command::Demo(args) => demo(&args),
         Command::CheckConfig { file } => match load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -268,5 +288,110 @@ fn bench(args: smsmax::bench::BenchArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn demo(args: &smsmax::demo::DemoArgs) -> ExitCode {
+    let workspace = match smsmax::demo::Workspace::create() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("smsmax demo: cannot create a temporary directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = smsmax::logging::init_file(&args.log_level, &workspace.log_path()) {
+        eprintln!("smsmax demo: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let config = smsmax::demo::DemoConfig::from(args);
+    let outcome = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => {
+            // Ctrl-C abandons the run (the gateway and the simulator go with
+            // the runtime) but still removes the temporary directory.
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = workspace.run(&config) => Some(outcome),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            match outcome {
+                Some(outcome) => outcome,
+                None => {
+                    eprintln!("smsmax demo: interrupted");
+                    finish_workspace(workspace, args.keep);
+                    return ExitCode::from(EXIT_INTERRUPTED);
+                }
+            }
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let mut ok = false;
+    match &outcome {
+        Ok(outcome) => {
+            if args.json {
+                match serde_json::to_string_pretty(&outcome.report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => eprintln!("smsmax demo: {e}"),
+                }
+            } else {
+                print!("{}", outcome.report);
+            }
+            let sim = &outcome.sim;
+            if !args.quiet {
+                eprintln!(
+                    "simulator: {} submit_sm accepted, {} receipts sent, {} acknowledged by the gateway",
+                    sim.submits_accepted,
+                    sim.receipts_sent.total(),
+                    sim.receipts_acked
+                );
+            }
+            ok = outcome.is_ok();
+            if ok {
+                let r = &outcome.report;
+                let line = format!(
+                    "demo: ok: all {} acknowledged messages got exactly one receipt with the gateway's id ({})",
+                    r.acknowledged,
+                    smsmax::demo::states_line(r)
+                );
+                if args.json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            } else {
+                for problem in &outcome.problems {
+                    eprintln!("smsmax demo: FAILED: {problem}");
+                }
+            }
+        }
+        Err(e) => eprintln!("smsmax demo: {e:#}"),
+    }
+    if !ok {
+        let warnings = workspace.log_warnings(20);
+        if !warnings.is_empty() {
+            eprintln!("last warnings of the gateway log:");
+            for line in warnings {
+                eprintln!("  {line}");
+            }
+        }
+    }
+    finish_workspace(workspace, args.keep);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Removes the demo's temporary directory, or keeps it and says where.
+fn finish_workspace(workspace: smsmax::demo::Workspace, keep: bool) {
+    match workspace.finish(keep) {
+        Ok(Some(path)) => eprintln!(
+            "smsmax demo: kept {} (storage in data/, log in gateway.log)",
+            path.display()
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("smsmax demo: could not remove the temporary directory: {e}"),
     }
 }
