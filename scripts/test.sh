@@ -11,7 +11,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

@@ -223,7 +223,8 @@ pub struct SimConfig {
     pub drop_every: u64,
     /// Share of receipt-requesting submits whose receipt is sent (at once,
     /// without the delay) before their submit_sm_resp, which waits at most
-    /// `response_timeout` for it to be written. Applies while a receiver of
+    /// `response_timeout` for the receipt's deliver_sm_resp: the client has
+    /// then handled a receipt for an id it has not been told yet. Applies while a receiver of
     /// the system_id is bound; otherwise the receipt takes the normal path.
     pub receipts_before_resp_share: f64,
     /// Send a mobile-originated deliver_sm after every N accepted submits; 0: never.

@@ -57,9 +57,9 @@ pub(crate) struct Outgoing {
     pub attempts: u8,
     /// Counted as sent (once, whatever the retries).
     pub counted: bool,
-    /// Told when the deliver_sm has been written to a socket (for receipts
-    /// that must precede their submit_sm_resp).
-    pub written: Option<oneshot::Sender<()>>,
+    /// Told when the client has accepted the deliver_sm (for receipts that
+    /// must precede their submit_sm_resp).
+    pub answered: Option<oneshot::Sender<()>>,
 }
 
 struct Scheduled {
@@ -417,7 +417,7 @@ mod tests {
             body: mo_body(n, &info("x")),
             attempts: 0,
             counted: false,
-            written: None,
+            answered: None,
         };
         assert!(router.admit(&Kind::Mo));
         router.schedule(item(2), Duration::from_millis(20));

@@ -296,9 +296,8 @@ impl Session {
                 }
             }
             let pdu = Pdu::new(sequence, Body::DeliverSm(item.body.clone()));
-            let written = item.written.take();
             self.sent.insert(sequence, item);
-            self.send(pdu, written).await?;
+            self.send(pdu, None).await?;
         }
         Ok(())
     }
@@ -371,9 +370,12 @@ impl Session {
         if pending.command_id == CommandId::Unbind {
             return Some(End::Shutdown);
         }
-        let item = self.sent.remove(&sequence)?;
+        let mut item = self.sent.remove(&sequence)?;
         self.want_pull = true;
         if pdu.command_status.is_ok() && pdu.command_id() == CommandId::DeliverSmResp {
+            if let Some(answered) = item.answered.take() {
+                let _ = answered.send(());
+            }
             match item.kind {
                 Kind::Receipt(_) => bump(&self.shared.counters.receipts_acked),
                 Kind::Mo => bump(&self.shared.counters.mo_acked),
@@ -513,7 +515,7 @@ impl Session {
                 };
                 let receipt_id = shared.receipt_id(k, &id);
                 let body = receipt_body(&receipt_id, &outcome, &info, info.at_ms + delay.as_millis() as u64);
-                let written = if before {
+                let answered = if before {
                     let (tx, rx) = oneshot::channel();
                     first = Some(rx);
                     Some(tx)
@@ -526,7 +528,7 @@ impl Session {
                     body,
                     attempts: 0,
                     counted: false,
-                    written,
+                    answered,
                 };
                 shared.router.schedule(item, delay);
             }
@@ -538,7 +540,7 @@ impl Session {
                 body: mo_body((k + 1) / config.mo_every, &info),
                 attempts: 0,
                 counted: false,
-                written: None,
+                answered: None,
             };
             shared.router.schedule(item, Duration::ZERO);
         }
