@@ -207,6 +207,8 @@ mod tests {
             upstream_id: Some("FF".into()),
             error_code: None,
             attempts: 1,
+            parts_sent: 1,
+            upstream: Some("up".into()),
         }
     }
 

@@ -710,6 +710,8 @@ mod tests {
             upstream_id: None,
             error_code: None,
             attempts: 0,
+            parts_sent: 0,
+            upstream: None,
         }
     }
 

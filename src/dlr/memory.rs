@@ -77,9 +77,13 @@ impl Store for MemoryStore {
             if update.upstream_id.is_some() {
                 record.upstream_id = update.upstream_id;
             }
+            if let Some(link) = &update.link {
+                record.parts_sent = record.parts_sent.max(link.part.saturating_add(1));
+                record.upstream = Some(link.upstream.clone());
+            }
             record.updated_at_ms = update.at_ms;
         }
-        if let Some(link) = update.link {
+        if let Some(link) = update.link.filter(|l| !l.key.is_empty()) {
             let m = UpstreamMatch {
                 id: id.to_string(),
                 part: link.part,

@@ -227,6 +227,8 @@ fn record(
         upstream_id: None,
         error_code: None,
         attempts: 0,
+        parts_sent: 0,
+        upstream: None,
     })
 }
 

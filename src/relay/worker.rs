@@ -15,6 +15,24 @@
 //! upstream's `submit_id_style` (an id that does not fit the style is logged
 //! and counted; the message is still ENROUTE, but its receipt cannot match).
 //!
+//! # Messages sent in parts
+//!
+//! An upstream with `long_messages = "udh"` or `"sar"` takes a long message
+//! as concatenated parts ([`crate::relay::parts`]). They are submitted in
+//! order, each once the one before it was accepted, all to the same
+//! upstream, with the same concatenation reference on every attempt
+//! ([`parts::reference`] of our id) so a part sent again joins the others.
+//! Each accepted part is recorded with its link (part k): the store keeps
+//! `parts_sent` and the `upstream`, so after a failure, a lost lease or a
+//! restart the relay goes on from the first part not accepted, on that
+//! upstream only (without a bound session there: a transient failure, no
+//! failover — the carrier could not join parts it got from two routes).
+//! Until the last part left the message stays ACCEPTED and queued (but can
+//! no longer be cancelled); then it is ENROUTE and acknowledged. A permanent
+//! failure of part k ends it UNDELIVERABLE (the parts before k were sent;
+//! the log says how many). A part is sent twice only when recording its
+//! acceptance failed (at-least-once, like a whole message).
+//!
 //! When the relay ends a message itself (REJECTED: no route; UNDELIVERABLE:
 //! refused or out of attempts; EXPIRED) and the client asked for a receipt
 //! for that outcome (`registered_delivery`), the receipt
@@ -53,6 +71,7 @@ use crate::{
     dlr::OutboxSink,
     queue::Queue,
     relay::{
+        parts::{self, Part, ESM_UDHI},
         retry::{RetryDecision, RetryPolicy},
         routing::{RouteDecision, Router},
     },
@@ -165,6 +184,14 @@ struct Inner {
     pools: HashMap<String, Arc<UpstreamPool>>,
     policy: RetryPolicy,
     settings: RelaySettings,
+}
+
+/// What [`Inner::send_parts`] did.
+enum PartsOutcome {
+    /// Handled: every part sent, or a retry scheduled, or the message ended.
+    Done,
+    /// The upstream could not take the first part to send now; nothing done.
+    FirstNotTaken,
 }
 
 /// Why a message is retried or failed (for the retry policy and the record).
@@ -301,6 +328,10 @@ impl Inner {
             self.finish(&record, MessageState::Expired, None, record.attempts).await;
             return;
         }
+        if record.parts_sent > 0 {
+            self.resume_parts(&record).await;
+            return;
+        }
         let available = |name: &str| self.pools.get(name).is_some_and(|p| p.is_available());
         let candidates = match self
             .router
@@ -336,6 +367,19 @@ impl Inner {
         let attempts = record.attempts.saturating_add(1);
         for upstream in candidates {
             let Some(pool) = self.pools.get(upstream) else { continue };
+            let parts = parts::split(
+                record.data_coding,
+                &record.short_message,
+                record.esm_class & ESM_UDHI != 0,
+                pool.config().long_messages,
+                parts::reference(id),
+            );
+            if parts.len() > 1 {
+                match self.send_parts(&record, upstream, pool, &parts, 0, attempts).await {
+                    PartsOutcome::Done => return,
+                    PartsOutcome::FirstNotTaken => continue,
+                }
+            }
             match pool.submit(sm.clone()).await {
                 Ok(upstream_id) => {
                     tracing::debug!(id, upstream, %upstream_id, "submitted");
@@ -427,6 +471,197 @@ impl Inner {
         }
         tracing::debug!(id, "no candidate upstream could take it; retry later");
         self.failed(&record, Failure::Transient).await;
+    }
+
+    /// Goes on with a message some of whose parts left already: the rest go
+    /// to the same upstream (the one the carrier joins them at), from the
+    /// first part not accepted yet. That upstream without a bound session is
+    /// a transient failure: a message is never split across upstreams.
+    async fn resume_parts(&self, record: &MessageRecord) {
+        let id = record.id.as_str();
+        let attempts = record.attempts.saturating_add(1);
+        let Some((upstream, pool)) = record
+            .upstream
+            .as_deref()
+            .and_then(|name| self.pools.get_key_value(name))
+        else {
+            tracing::warn!(
+                id,
+                upstream = ?record.upstream,
+                parts_sent = record.parts_sent,
+                "the upstream that has the first parts of this message is not configured; retry later"
+            );
+            self.failed(record, Failure::Transient).await;
+            return;
+        };
+        let parts = parts::split(
+            record.data_coding,
+            &record.short_message,
+            record.esm_class & ESM_UDHI != 0,
+            pool.config().long_messages,
+            parts::reference(id),
+        );
+        let from = usize::from(record.parts_sent);
+        if from >= parts.len() {
+            // Every part left (the ENROUTE update was lost, or the upstream's
+            // long_messages changed since): nothing is left to send.
+            tracing::warn!(
+                id,
+                upstream,
+                parts_sent = record.parts_sent,
+                parts = parts.len(),
+                "every part of this message was sent already; ENROUTE"
+            );
+            let update = StateUpdate {
+                state: MessageState::Enroute,
+                upstream_id: None,
+                error_code: None,
+                attempts: Some(record.attempts),
+                link: None,
+                at_ms: now_ms(),
+            };
+            if self.update(id, update).await {
+                self.ack(id).await;
+            }
+            return;
+        }
+        if !pool.is_available() {
+            tracing::debug!(id, upstream, part = from + 1, "the upstream of this message's parts has no bound session; retry later");
+            self.failed(record, Failure::Transient).await;
+            return;
+        }
+        if let PartsOutcome::FirstNotTaken = self.send_parts(record, upstream, pool, &parts, from, attempts).await {
+            tracing::debug!(id, upstream, part = from + 1, "the upstream of this message's parts cannot take it now; retry later");
+            self.failed(record, Failure::Transient).await;
+        }
+    }
+
+    /// Submits `parts[from..]` to `upstream` in order, each after the one
+    /// before it was accepted, recording each accepted part (ACCEPTED with its
+    /// link, so `parts_sent` grows; the last one ENROUTE, then the queue entry
+    /// is acknowledged). A failure stops at that part: transient, retried
+    /// later from it; permanent, UNDELIVERABLE (the parts before it left).
+    ///
+    /// [`PartsOutcome::FirstNotTaken`]: the upstream could not take the
+    /// first part now (no bind, window full, backing off) and nothing was
+    /// done; the caller tries the next candidate or retries.
+    async fn send_parts(
+        &self,
+        record: &MessageRecord,
+        upstream: &str,
+        pool: &UpstreamPool,
+        parts: &[Part],
+        from: usize,
+        attempts: u32,
+    ) -> PartsOutcome {
+        let id = record.id.as_str();
+        let total = parts.len();
+        for (k, part) in parts.iter().enumerate().skip(from) {
+            let number = k + 1;
+            let sm = match build_part_submit(record, part) {
+                Ok(sm) => sm,
+                Err(reason) => {
+                    tracing::warn!(id, %reason, part = number, total, sent = k, "part cannot be submitted; UNDELIVERABLE (the parts before it were sent)");
+                    self.finish(
+                        record,
+                        MessageState::Undeliverable,
+                        Some(CommandStatus::ESME_RSUBMITFAIL.0),
+                        attempts,
+                    )
+                    .await;
+                    return PartsOutcome::Done;
+                }
+            };
+            let upstream_id = match pool.submit(sm).await {
+                Ok(upstream_id) => Some(upstream_id),
+                // Accepted: sending it again would duplicate the part.
+                Err(SubmitError::NoMessageId) => None,
+                Err(SubmitError::NoBind | SubmitError::BackingOff)
+                | Err(SubmitError::Transient(TransientCause::WindowFull | TransientCause::RateCap)) => {
+                    if k == from {
+                        return PartsOutcome::FirstNotTaken;
+                    }
+                    tracing::debug!(id, upstream, part = number, total, "upstream cannot take the next part now; retry later from it");
+                    self.failed(record, Failure::Transient).await;
+                    return PartsOutcome::Done;
+                }
+                Err(SubmitError::Throttled(status)) | Err(SubmitError::Transient(TransientCause::Status(status))) => {
+                    tracing::warn!(id, upstream, %status, part = number, total, sent = k, attempt = attempts, "part submit failed; retried from this part");
+                    self.failed(record, Failure::Status(status)).await;
+                    return PartsOutcome::Done;
+                }
+                Err(SubmitError::Transient(cause)) => {
+                    tracing::warn!(id, upstream, %cause, part = number, total, sent = k, attempt = attempts, "part submit failed; retried from this part");
+                    self.failed(record, Failure::Transient).await;
+                    return PartsOutcome::Done;
+                }
+                Err(SubmitError::Permanent(status)) => {
+                    tracing::warn!(id, upstream, %status, part = number, total, sent = k, "part refused by the upstream; UNDELIVERABLE (the parts before it were sent)");
+                    self.finish(record, MessageState::Undeliverable, Some(status.0), attempts)
+                        .await;
+                    return PartsOutcome::Done;
+                }
+                Err(SubmitError::Invalid(reason)) => {
+                    tracing::warn!(id, upstream, %reason, part = number, total, sent = k, "part cannot be encoded; UNDELIVERABLE (the parts before it were sent)");
+                    self.finish(
+                        record,
+                        MessageState::Undeliverable,
+                        Some(CommandStatus::ESME_RSUBMITFAIL.0),
+                        attempts,
+                    )
+                    .await;
+                    return PartsOutcome::Done;
+                }
+            };
+            let style = pool.config().submit_id_style;
+            let key = match upstream_id.as_deref().map(|u| (u, style.normalise(u))) {
+                Some((_, Some(key))) => key,
+                other => {
+                    self.counters.unlinked.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        id,
+                        upstream,
+                        part = number,
+                        upstream_id = other.map(|(u, _)| u),
+                        submit_id_style = style.name(),
+                        "part accepted without an id that fits the upstream's submit_id_style; its receipt cannot be matched"
+                    );
+                    // An empty key records the progress only.
+                    String::new()
+                }
+            };
+            tracing::debug!(id, upstream, part = number, total, upstream_id = ?upstream_id, "part submitted");
+            let last = number == total;
+            let update = StateUpdate {
+                state: if last {
+                    MessageState::Enroute
+                } else {
+                    MessageState::Accepted
+                },
+                upstream_id,
+                error_code: None,
+                attempts: Some(attempts),
+                link: Some(UpstreamLink {
+                    upstream: upstream.to_string(),
+                    key,
+                    part: k as u16,
+                }),
+                at_ms: now_ms(),
+            };
+            match self.timed(self.store.update(id, update)).await {
+                Ok(true) if !last => {}
+                Ok(_) => {
+                    // Last part, or the record is gone or final (nothing to send it for).
+                    self.ack(id).await;
+                    return PartsOutcome::Done;
+                }
+                Err(e) => {
+                    tracing::warn!(id, part = number, error = %e, "recording a sent part failed; the message returns when its lease runs out (this part may be sent again)");
+                    return PartsOutcome::Done;
+                }
+            }
+        }
+        PartsOutcome::Done
     }
 
     /// A failed attempt: retry later, or give up by the policy.
@@ -565,6 +800,36 @@ pub fn build_submit(record: &MessageRecord) -> Result<SubmitSm, String> {
         tlvs.push(Tlv::MessagePayload(record.short_message.clone()));
         Bytes::new()
     };
+    submit_with(record, short_message, record.esm_class, tlvs)
+}
+
+/// The submit_sm for one part of a message cut by [`parts::split`]: the
+/// part's octets in `short_message` (its UDH first, esm_class UDHI set), or
+/// the SAR TLVs; the stored TLVs otherwise as they came, but without a
+/// `message_payload` (the part is the message) or SAR TLVs of the client's
+/// own (the part's replace them).
+pub fn build_part_submit(record: &MessageRecord, part: &Part) -> Result<SubmitSm, String> {
+    let mut tlvs: Vec<Tlv> = decode_tlvs(&record.tlvs).map_err(|e| format!("stored TLVs: {e}"))?;
+    tlvs.retain(|t| {
+        !matches!(
+            t,
+            Tlv::MessagePayload(_) | Tlv::SarMsgRefNum(_) | Tlv::SarTotalSegments(_) | Tlv::SarSegmentSeqnum(_)
+        )
+    });
+    if let Some(sar) = part.sar {
+        tlvs.push(Tlv::SarMsgRefNum(sar.msg_ref_num));
+        tlvs.push(Tlv::SarTotalSegments(sar.total_segments));
+        tlvs.push(Tlv::SarSegmentSeqnum(sar.segment_seqnum));
+    }
+    let esm_class = if part.udhi {
+        record.esm_class | ESM_UDHI
+    } else {
+        record.esm_class & !ESM_UDHI
+    };
+    submit_with(record, part.short_message.clone(), esm_class, tlvs)
+}
+
+fn submit_with(record: &MessageRecord, short_message: Bytes, esm_class: u8, tlvs: Vec<Tlv>) -> Result<SubmitSm, String> {
     let source = Address::new(record.source.ton, record.source.npi, &record.source.addr)
         .map_err(|e| format!("source address: {e}"))?;
     let dest = Address::new(record.dest.ton, record.dest.npi, &record.dest.addr)
@@ -578,7 +843,7 @@ pub fn build_submit(record: &MessageRecord) -> Result<SubmitSm, String> {
         service_type,
         source,
         dest,
-        esm_class: record.esm_class,
+        esm_class,
         protocol_id: record.protocol_id,
         priority_flag: record.priority_flag,
         registered_delivery: u8::from(record.registered_delivery & 0x13 != 0),
@@ -628,6 +893,8 @@ mod tests {
             upstream_id: None,
             error_code: None,
             attempts: 0,
+            parts_sent: 0,
+            upstream: None,
         }
     }
 
@@ -655,6 +922,33 @@ mod tests {
         let exact = build_submit(&record(&long[..254], &[], 1)).unwrap();
         assert_eq!(exact.short_message.len(), 254);
         assert!(exact.tlvs.is_empty());
+    }
+
+    #[test]
+    fn parts_carry_their_udh_or_sar_tlvs() {
+        let long: Vec<u8> = (0..400u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut r = record(&long, &[Tlv::SarMsgRefNum(99), Tlv::UserMessageReference(5)], 1);
+        r.esm_class = 0;
+        r.data_coding = 0;
+        let udh = parts::split(0, &r.short_message, false, parts::LongMessages::Udh, 0x0102);
+        assert_eq!(udh.len(), 3);
+        let sm = build_part_submit(&r, &udh[1]).unwrap();
+        assert_eq!(sm.esm_class, ESM_UDHI);
+        assert_eq!(&sm.short_message[..], &udh[1].short_message[..]);
+        assert_eq!(sm.tlvs, vec![Tlv::UserMessageReference(5)], "the client's SAR TLVs are dropped");
+        let sar = parts::split(0, &r.short_message, false, parts::LongMessages::Sar, 0x0102);
+        let sm = build_part_submit(&r, &sar[2]).unwrap();
+        assert_eq!(sm.esm_class, 0);
+        assert_eq!(&sm.short_message[..], &long[306..]);
+        assert_eq!(
+            sm.tlvs,
+            vec![
+                Tlv::UserMessageReference(5),
+                Tlv::SarMsgRefNum(0x0102),
+                Tlv::SarTotalSegments(3),
+                Tlv::SarSegmentSeqnum(3)
+            ]
+        );
     }
 
     #[test]

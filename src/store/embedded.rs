@@ -55,7 +55,9 @@
 //! leased due entries (the relay's window, a few thousand at most).
 //!
 //! A message the relay holds may be on its way to an upstream, so cancel and
-//! replace refuse it ([`ChangeOutcome::InFlight`]); while one of them
+//! replace refuse it ([`ChangeOutcome::InFlight`]); a message with a part
+//! sent already (`parts_sent > 0`, waiting for a retry of the next part) is
+//! refused with `TooLate(Enroute)`; while one of them
 //! changes a message it holds a "change lock" in the same lease table, so a
 //! concurrent `reserve` cannot hand out the old version (see
 //! `lock_for_change`).
@@ -881,11 +883,17 @@ fn update_record(
         Some(Err(corrupt)) => return Ok(Err(corrupt)),
         Some(Ok(record)) => record,
     };
-    if let Some(link) = &update.link {
+    if let Some(link) = update.link.as_ref().filter(|l| !l.key.is_empty()) {
         receipts::link(t, link, id)?;
     }
     if record.state.is_final() {
         return Ok(Ok(false));
+    }
+    if let Some(link) = &update.link {
+        // Progress of a message sent in parts: only grows, so a late or
+        // repeated update for an earlier part cannot make the relay resend.
+        record.parts_sent = record.parts_sent.max(link.part.saturating_add(1));
+        record.upstream = Some(link.upstream.clone());
     }
     record.state = update.state;
     if update.upstream_id.is_some() {
@@ -965,6 +973,11 @@ fn check_change(
     if record.state != MessageState::Accepted {
         return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::TooLate(record.state)))));
     }
+    // Part of it left (a message sent in parts, between two of them): as
+    // good as ENROUTE for the client, whose message is partly delivered.
+    if record.parts_sent > 0 {
+        return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::TooLate(MessageState::Enroute)))));
+    }
     if !lock_for_change(cx, id)? {
         return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::InFlight))));
     }
@@ -1040,6 +1053,8 @@ mod tests {
             upstream_id: None,
             error_code: None,
             attempts: 0,
+            parts_sent: 0,
+            upstream: None,
         }
     }
 

@@ -119,6 +119,14 @@ pub struct MessageRecord {
     pub error_code: Option<u32>,
     /// How many times the relay has tried to submit it.
     pub attempts: u32,
+    /// How many of its parts an upstream has accepted (a message cut into
+    /// parts, see [`crate::relay::parts`]): the relay goes on from this part
+    /// after a retry or a restart. Set by [`Store::update`] from the
+    /// update's link (`max(parts_sent, link.part + 1)`), so it only grows.
+    pub parts_sent: u16,
+    /// The upstream its parts went to (the last link's upstream): the rest
+    /// of a partly sent message goes there too.
+    pub upstream: Option<String>,
 }
 
 /// A state change recorded by the relay or by a receipt.
@@ -226,14 +234,18 @@ pub trait Store: Send + Sync + 'static {
     /// Records a state change; `false` if the id is unknown or the record is
     /// final already (left as it is: there is nothing left to do for it).
     /// The update's [`UpstreamLink`] is written for every known id, final or
-    /// not: the upstream has the message under that id either way.
+    /// not: the upstream has the message under that id either way. A link
+    /// also sets the record's `parts_sent` to `max(parts_sent, part + 1)`
+    /// and its `upstream` (unless final). A link with an empty key records
+    /// only that progress (the upstream gave no id a receipt could match).
     async fn update(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError>;
     /// cancel_sm: ACCEPTED -> DELETED, only for the owner, atomically; refused
     /// with [`ChangeOutcome::InFlight`] while the relay holds the message
-    /// (leased by [`Queue::reserve`](crate::queue::Queue::reserve)).
+    /// (leased by [`Queue::reserve`](crate::queue::Queue::reserve)), and
+    /// with `TooLate(Enroute)` once a part of it left (`parts_sent > 0`).
     async fn cancel(&self, id: &str, system_id: &str, at_ms: u64) -> Result<ChangeOutcome, StorageError>;
-    /// replace_sm: new content while ACCEPTED and not held by the relay, only
-    /// for the owner, atomically.
+    /// replace_sm: new content while ACCEPTED, no part sent and not held by
+    /// the relay, only for the owner, atomically.
     async fn replace(&self, id: &str, system_id: &str, replacement: Replacement)
         -> Result<ChangeOutcome, StorageError>;
 

@@ -14,6 +14,7 @@
 //! throughput = 500               # submit_sm per second for the whole upstream; 0: no cap
 //! submit_id_style = "hex_to_decimal"   # how submit_sm_resp message_ids are normalised
 //! receipt_id_style = "decimal"         # how receipt ids are normalised (same canonical form)
+//! long_messages = "udh"                # "payload" (default), "udh" or "sar": how long messages are sent
 //! ```
 //!
 //! Every field but `name`, `host`, `port`, `system_id` and `password` has a
@@ -25,7 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use smsmax_protocol::receipt::IdStyle;
 
-use crate::client::{BindRequest, BindType, ClientSettings};
+use crate::{
+    client::{BindRequest, BindType, ClientSettings},
+    relay::parts::LongMessages,
+};
 
 /// How one side of an upstream's message ids is normalised into the key
 /// receipts are matched by: the configuration names of
@@ -194,6 +198,11 @@ pub struct UpstreamConfig {
     /// `id:`) is normalised; must give the same form as `submit_id_style`.
     #[serde(default)]
     pub receipt_id_style: IdStyleName,
+    /// How messages longer than one SMS are sent to this upstream: whole in
+    /// `message_payload` (the default), or cut into concatenated parts with
+    /// a UDH or with SAR TLVs (see [`crate::relay::parts`]).
+    #[serde(default)]
+    pub long_messages: LongMessages,
 }
 
 fn default_interface_version() -> u8 {
@@ -258,6 +267,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("inbound_queue", &self.inbound_queue)
             .field("submit_id_style", &self.submit_id_style)
             .field("receipt_id_style", &self.receipt_id_style)
+            .field("long_messages", &self.long_messages)
             .finish()
     }
 }
@@ -296,6 +306,7 @@ impl UpstreamConfig {
             inbound_queue: default_inbound_queue(),
             submit_id_style: IdStyleName::default(),
             receipt_id_style: IdStyleName::default(),
+            long_messages: LongMessages::default(),
         }
     }
 
@@ -471,10 +482,12 @@ mod tests {
             inbound_queue = 16
             submit_id_style = "hex_to_decimal"
             receipt_id_style = "decimal"
+            long_messages = "sar"
             "#,
         )
         .unwrap();
         c.validate().unwrap();
+        assert_eq!(c.long_messages, LongMessages::Sar);
         assert_eq!(
             c.sessions(),
             vec![

@@ -130,6 +130,8 @@ pub fn record(id: String, system_id: &str) -> MessageRecord {
         upstream_id: None,
         error_code: None,
         attempts: 0,
+        parts_sent: 0,
+        upstream: None,
     }
 }
 
