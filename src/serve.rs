@@ -186,6 +186,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 hold: Duration::from_secs(receipts.hold_secs),
                 hold_max: receipts.hold_max,
                 outbox_max_age: Duration::from_secs(config.outbox.max_age_secs),
+                part_policy: receipts.part_policy,
+                long_messages: config
+                    .upstreams
+                    .iter()
+                    .map(|u| (u.name.clone(), u.long_messages))
+                    .collect(),
                 ..CorrelatorSettings::default()
             },
         ));

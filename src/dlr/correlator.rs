@@ -36,12 +36,26 @@
 //!
 //! # Multipart messages
 //!
-//! A receipt is matched to (our id, part) and the part is carried through
-//! to the stored receipt. The relay sends a long message as one submit_sm
-//! (in `message_payload`), so today every message has exactly one upstream
-//! id (part 0) and every receipt is forwarded as it comes. `[receipts]
-//! part_policy` applies once the relay splits messages into several
-//! submits, when the number of upstream ids of a message is known.
+//! A receipt is matched to (our id, part). A message the relay sent in
+//! several parts (its upstream's `long_messages` is `udh` or `sar` and
+//! [`crate::relay::parts::count`] gives more than one part for it: the
+//! relay and the correlator cut the same way) follows `[receipts]
+//! part_policy`:
+//! - its state changes only once every part has a final receipt, to the
+//!   aggregate ([`super::parts::aggregate`]: DELIVERED if all were
+//!   delivered, else the first part's in part order that was not, with that
+//!   part's error);
+//! - `per_part`: each part's receipt is forwarded to the client as it
+//!   comes (our id; the store's duplicate rule keeps a resent one from being
+//!   forwarded twice);
+//! - `final`: one client receipt, with the aggregate, when the last part
+//!   becomes final; nothing for intermediate states.
+//!
+//! The other parts' receipts are read with `Store::receipts`. Receipts of
+//! the same message are handled one at a time ([`super::parts::IdLocks`]):
+//! otherwise the last two parts' final receipts, handled together, would
+//! each see the other as not final and no one would record the outcome.
+//! Single-part messages take no lock and behave as before.
 //!
 //! # Mobile-originated messages (any other esm_class type)
 //!
@@ -81,6 +95,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::parts::{aggregate, IdLocks, PartOutcome};
 use super::{
     client_receipt::{client_receipt, receipt_state, upstream_state, wants_receipt},
     counters::{bump, DlrCounters, DlrStats},
@@ -89,9 +104,11 @@ use super::{
     sink::OutboxSink,
 };
 use crate::{
+    config::PartPolicy,
     queue::outbox::OutboxEntry,
+    relay::parts::{self as relay_parts, LongMessages, ESM_UDHI},
     smpp_time::now_ms,
-    store::{ReceiptOutcome, ReceiptRecord, StateUpdate, StorageError, Store},
+    store::{MessageRecord, ReceiptOutcome, ReceiptRecord, StateUpdate, StorageError, Store, UpstreamMatch},
     upstream::{IdStyleName, UpstreamInbound},
 };
 
@@ -112,6 +129,10 @@ pub struct CorrelatorSettings {
     pub answer_timeout: Duration,
     /// Most PDUs and held-receipt retries handled at once.
     pub concurrency: usize,
+    /// `[receipts] part_policy`: what the client gets for a message sent in parts.
+    pub part_policy: PartPolicy,
+    /// Each upstream's `long_messages` (how many parts a message went in).
+    pub long_messages: HashMap<String, LongMessages>,
 }
 
 impl Default for CorrelatorSettings {
@@ -124,6 +145,8 @@ impl Default for CorrelatorSettings {
             outbox_max_age: Duration::from_secs(72 * 3600),
             answer_timeout: Duration::from_secs(5),
             concurrency: 256,
+            part_policy: PartPolicy::Final,
+            long_messages: HashMap::new(),
         }
     }
 }
@@ -177,6 +200,7 @@ impl Correlator {
             outbox,
             settings,
             counters: counters.clone(),
+            id_locks: IdLocks::default(),
         });
         let streams = inbound.into_iter().map(|rx| -> InboundStream {
             Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -199,6 +223,8 @@ struct Inner {
     outbox: OutboxSink,
     settings: CorrelatorSettings,
     counters: Arc<DlrCounters>,
+    /// Serialises the receipts of one message sent in parts.
+    id_locks: IdLocks,
 }
 
 /// A receipt stored as unmatched and looked up again until its deadline.
@@ -485,6 +511,13 @@ impl Inner {
             .await?;
         let Some(matched) = found else { return Ok(None) };
         let record = self.timed(self.store.get(&matched.id)).await?;
+        if let Some(total) = record
+            .as_ref()
+            .map(|r| self.parts_of(r, &receipt.upstream))
+            .filter(|&n| n > 1)
+        {
+            return self.multipart(receipt, stat, matched, total).await.map(Some);
+        }
         let state = receipt.state;
         let (update, forward) = match &record {
             Some(record) => {
@@ -518,8 +551,108 @@ impl Inner {
                 (None, Vec::new())
             }
         };
-        let forwarded = forward.len() as u64;
         let client = record.as_ref().map(|r| r.system_id.clone());
+        self.record(receipt, matched, client, update, forward).await.map(Some)
+    }
+
+    /// How many parts the relay sent `record` to `upstream` in.
+    fn parts_of(&self, record: &MessageRecord, upstream: &str) -> u16 {
+        let method = self.settings.long_messages.get(upstream).copied().unwrap_or_default();
+        relay_parts::count(
+            record.data_coding,
+            &record.short_message,
+            record.esm_class & ESM_UDHI != 0,
+            method,
+        )
+    }
+
+    /// A receipt for one part of a message sent in `total` parts (see the
+    /// module documentation), under the message's id lock.
+    async fn multipart(
+        &self,
+        receipt: &ReceiptRecord,
+        stat: &ReceiptState,
+        matched: UpstreamMatch,
+        total: u16,
+    ) -> Result<ReceiptOutcome, StorageError> {
+        let _guard = self.id_locks.lock(&matched.id, self.settings.answer_timeout).await?;
+        // Read again under the lock: another part's receipt may have just
+        // made the message final.
+        let Some(record) = self.timed(self.store.get(&matched.id)).await? else {
+            return self.record(receipt, matched, None, None, Vec::new()).await;
+        };
+        let recorded = self.timed(self.store.receipts(&matched.id)).await?;
+        let this = PartOutcome {
+            part: matched.part,
+            state: receipt.state,
+            error_code: receipt.error_code,
+        };
+        let outcome = receipt
+            .state
+            .is_final()
+            .then(|| aggregate(total, &recorded, this))
+            .flatten();
+        let update = outcome.map(|o| StateUpdate {
+            state: o.state,
+            upstream_id: None,
+            error_code: o.error_code,
+            attempts: None,
+            link: None,
+            at_ms: receipt.received_at_ms,
+        });
+        let open = !record.state.is_final();
+        let now = now_ms();
+        let max_age = self.settings.outbox_max_age;
+        let forward = match self.settings.part_policy {
+            PartPolicy::PerPart if open && wants_receipt(record.registered_delivery, receipt.state) => {
+                vec![client_receipt(
+                    &record,
+                    stat,
+                    receipt.error_code,
+                    receipt.received_at_ms,
+                    now,
+                    max_age,
+                )]
+            }
+            PartPolicy::Final => match outcome {
+                Some(o) if open && wants_receipt(record.registered_delivery, o.state) => {
+                    // The receipt's own spelling when the outcome is its own.
+                    let agg_stat = if o == this {
+                        stat.clone()
+                    } else {
+                        receipt_state(o.state)
+                    };
+                    vec![client_receipt(
+                        &record,
+                        &agg_stat,
+                        o.error_code,
+                        receipt.received_at_ms,
+                        now,
+                        max_age,
+                    )]
+                }
+                _ => Vec::new(),
+            },
+            PartPolicy::PerPart => Vec::new(),
+        };
+        if let Some(o) = outcome {
+            tracing::debug!(id = %matched.id, total, state = o.state.name(), from_part = o.part, "every part is final");
+        }
+        let client = Some(record.system_id.clone());
+        self.record(receipt, matched, client, update, forward).await
+    }
+
+    /// Records a matched receipt with its consequences and counts it.
+    async fn record(
+        &self,
+        receipt: &ReceiptRecord,
+        matched: UpstreamMatch,
+        client: Option<String>,
+        update: Option<StateUpdate>,
+        forward: Vec<OutboxEntry>,
+    ) -> Result<ReceiptOutcome, StorageError> {
+        let state = receipt.state;
+        let forwarded = forward.len() as u64;
         let id = matched.id.clone();
         let part = matched.part;
         let record_it = ReceiptRecord {
@@ -545,7 +678,7 @@ impl Inner {
                 tracing::debug!(id, part, upstream = %receipt.upstream, state = state.name(), "duplicate receipt");
             }
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Looks a held receipt up again; returns it while it should stay held.
@@ -815,6 +948,131 @@ mod tests {
             vec!["alice".to_string(); 2],
             "delivery told per forward"
         );
+        h.correlator.stop().await;
+    }
+
+    /// A 400-character message sent to `carrier` (long_messages = udh) in
+    /// three parts, with upstream keys `base`, `base + 1`, `base + 2`.
+    async fn three_parts(store: &MemoryStore, id: &str, base: u32) {
+        let mut r = record(id, 1);
+        r.short_message = Bytes::from(vec![b'a'; 400]);
+        store.insert(&[r]).await.unwrap();
+        for part in 0..3u16 {
+            let update = StateUpdate {
+                state: if part == 2 {
+                    MessageState::Enroute
+                } else {
+                    MessageState::Accepted
+                },
+                upstream_id: None,
+                error_code: None,
+                attempts: Some(1),
+                link: Some(UpstreamLink {
+                    upstream: "carrier".into(),
+                    key: (base + u32::from(part)).to_string(),
+                    part,
+                }),
+                at_ms: 2,
+            };
+            assert!(store.update(id, update).await.unwrap());
+        }
+        let stored = store.get(id).await.unwrap().unwrap();
+        assert_eq!((stored.parts_sent, stored.upstream.as_deref()), (3, Some("carrier")));
+    }
+
+    fn multipart_settings(policy: PartPolicy) -> CorrelatorSettings {
+        CorrelatorSettings {
+            part_policy: policy,
+            long_messages: HashMap::from([("carrier".to_string(), LongMessages::Udh)]),
+            ..settings()
+        }
+    }
+
+    fn texts(outbox: &[OutboxEntry]) -> Vec<String> {
+        outbox
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.short_message).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn policy_final_sends_one_aggregate_receipt_when_every_part_is_final() {
+        let h = start_with(Arc::new(MemoryStore::default()), multipart_settings(PartPolicy::Final));
+        three_parts(&h.store, "m", 100).await;
+        for (key, stat) in [("100", "DELIVRD"), ("102", "UNDELIV err:042"), ("100", "DELIVRD")] {
+            let sm = deliver(0x04, "447700900001", &format!("id:{key} stat:{stat}"), vec![]);
+            assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+            assert_eq!(h.store.get("m").await.unwrap().unwrap().state, MessageState::Enroute);
+        }
+        assert!(h
+            .store
+            .reserve_for("alice", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
+        let sm = deliver(0x04, "447700900001", "id:101 stat:DELIVRD", vec![]);
+        assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        let record = h.store.get("m").await.unwrap().unwrap();
+        assert_eq!(
+            (record.state, record.error_code),
+            (MessageState::Undeliverable, Some(42))
+        );
+        let outbox = h.store.reserve_for("alice", 10, Duration::ZERO).await.unwrap();
+        let got = texts(&outbox);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("id:m ") && got[0].contains("stat:UNDELIV"),
+            "{got:?}"
+        );
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn policy_per_part_forwards_each_part_once() {
+        let h = start_with(
+            Arc::new(MemoryStore::default()),
+            multipart_settings(PartPolicy::PerPart),
+        );
+        three_parts(&h.store, "m", 200).await;
+        for key in ["200", "201", "201", "202"] {
+            let sm = deliver(0x04, "447700900001", &format!("id:{key} stat:DELIVRD"), vec![]);
+            assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
+        }
+        assert_eq!(h.store.get("m").await.unwrap().unwrap().state, MessageState::Delivered);
+        let got = texts(&h.store.reserve_for("alice", 10, Duration::ZERO).await.unwrap());
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(|t| t.starts_with("id:m ") && t.contains("stat:DELIVRD")));
+        assert_eq!(h.correlator.stats().duplicates, 1);
+        h.correlator.stop().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_final_receipts_of_the_parts_give_one_aggregate() {
+        let store = Arc::new(MemoryStore::default());
+        store.receipts_pause_ms.store(5, Relaxed);
+        let h = start_with(store, multipart_settings(PartPolicy::Final));
+        for round in 0..20u32 {
+            let id = format!("m{round}");
+            three_parts(&h.store, &id, 1000 + round * 10).await;
+            let sends = (0..3).map(|k| {
+                let sm = deliver(
+                    0x04,
+                    "447700900001",
+                    &format!("id:{} stat:DELIVRD", 1000 + round * 10 + k),
+                    vec![],
+                );
+                h.send(sm)
+            });
+            for status in futures::future::join_all(sends).await {
+                assert_eq!(status, CommandStatus::ESME_ROK);
+            }
+            assert_eq!(h.store.get(&id).await.unwrap().unwrap().state, MessageState::Delivered);
+        }
+        let outbox = h.store.reserve_for("alice", 100, Duration::ZERO).await.unwrap();
+        let mut ids: Vec<_> = outbox.iter().filter_map(|e| e.message_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((outbox.len(), ids.len()), (20, 20), "one receipt per message");
         h.correlator.stop().await;
     }
 

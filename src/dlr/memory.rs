@@ -6,7 +6,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Mutex,
     },
     time::Duration,
@@ -27,6 +27,9 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Every call fails while set.
     pub failing: AtomicBool,
+    /// `receipts` pauses this long after reading (like a slow backend), so
+    /// that concurrent handlers of one message really interleave.
+    pub receipts_pause_ms: AtomicU64,
 }
 
 #[derive(Default)]
@@ -146,13 +149,18 @@ impl Store for MemoryStore {
     }
 
     async fn receipts(&self, id: &str) -> Result<Vec<ReceiptRecord>, StorageError> {
-        Ok(self
+        let found = self
             .state()?
             .receipts
             .iter()
             .filter(|r| r.matched.as_ref().is_some_and(|m| m.id == id))
             .cloned()
-            .collect())
+            .collect();
+        let pause = self.receipts_pause_ms.load(Relaxed);
+        if pause > 0 {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        Ok(found)
     }
 
     async fn unmatched_receipts(&self, max: usize) -> Result<Vec<ReceiptRecord>, StorageError> {

@@ -8,6 +8,8 @@
 //!   in one store call, holds early receipts, routes MO messages.
 //! - [`client_receipt`]: the one builder of the receipts clients get (used by
 //!   the correlator and by the relay when it ends a message itself).
+//! - [`parts`]: receipts of messages sent in several parts (the aggregate
+//!   outcome, one receipt of a message handled at a time).
 //! - [`mo`]: the `[[mo_routes]]` table.
 //! - [`counters`]: what the path counts.
 //!
@@ -23,6 +25,7 @@ pub mod inbound;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod mo;
+pub mod parts;
 pub mod sink;
 
 pub use correlator::{Correlator, CorrelatorHandle, CorrelatorSettings};

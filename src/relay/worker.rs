@@ -526,12 +526,22 @@ impl Inner {
             return;
         }
         if !pool.is_available() {
-            tracing::debug!(id, upstream, part = from + 1, "the upstream of this message's parts has no bound session; retry later");
+            tracing::debug!(
+                id,
+                upstream,
+                part = from + 1,
+                "the upstream of this message's parts has no bound session; retry later"
+            );
             self.failed(record, Failure::Transient).await;
             return;
         }
         if let PartsOutcome::FirstNotTaken = self.send_parts(record, upstream, pool, &parts, from, attempts).await {
-            tracing::debug!(id, upstream, part = from + 1, "the upstream of this message's parts cannot take it now; retry later");
+            tracing::debug!(
+                id,
+                upstream,
+                part = from + 1,
+                "the upstream of this message's parts cannot take it now; retry later"
+            );
             self.failed(record, Failure::Transient).await;
         }
     }
@@ -581,7 +591,13 @@ impl Inner {
                     if k == from {
                         return PartsOutcome::FirstNotTaken;
                     }
-                    tracing::debug!(id, upstream, part = number, total, "upstream cannot take the next part now; retry later from it");
+                    tracing::debug!(
+                        id,
+                        upstream,
+                        part = number,
+                        total,
+                        "upstream cannot take the next part now; retry later from it"
+                    );
                     self.failed(record, Failure::Transient).await;
                     return PartsOutcome::Done;
                 }
@@ -829,7 +845,12 @@ pub fn build_part_submit(record: &MessageRecord, part: &Part) -> Result<SubmitSm
     submit_with(record, part.short_message.clone(), esm_class, tlvs)
 }
 
-fn submit_with(record: &MessageRecord, short_message: Bytes, esm_class: u8, tlvs: Vec<Tlv>) -> Result<SubmitSm, String> {
+fn submit_with(
+    record: &MessageRecord,
+    short_message: Bytes,
+    esm_class: u8,
+    tlvs: Vec<Tlv>,
+) -> Result<SubmitSm, String> {
     let source = Address::new(record.source.ton, record.source.npi, &record.source.addr)
         .map_err(|e| format!("source address: {e}"))?;
     let dest = Address::new(record.dest.ton, record.dest.npi, &record.dest.addr)
@@ -935,7 +956,11 @@ mod tests {
         let sm = build_part_submit(&r, &udh[1]).unwrap();
         assert_eq!(sm.esm_class, ESM_UDHI);
         assert_eq!(&sm.short_message[..], &udh[1].short_message[..]);
-        assert_eq!(sm.tlvs, vec![Tlv::UserMessageReference(5)], "the client's SAR TLVs are dropped");
+        assert_eq!(
+            sm.tlvs,
+            vec![Tlv::UserMessageReference(5)],
+            "the client's SAR TLVs are dropped"
+        );
         let sar = parts::split(0, &r.short_message, false, parts::LongMessages::Sar, 0x0102);
         let sm = build_part_submit(&r, &sar[2]).unwrap();
         assert_eq!(sm.esm_class, 0);
