@@ -74,6 +74,8 @@ macro_rules! storage_contract_tests {
             outbox_retry_delivery_reschedules,
             outbox_depth_and_waiting_clients,
             outbox_expire_removes_old_entries,
+            linked_updates_record_parts_sent_and_upstream,
+            a_message_with_a_part_sent_cannot_be_cancelled_or_replaced,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -1238,4 +1240,88 @@ pub async fn outbox_expire_removes_old_entries<S: Store + Queue + Outbox>(f: Fix
     s.ack_delivered("esme1", &entry_ids(&got)).await.unwrap();
     assert_eq!(s.depth_for("esme1").await.unwrap(), 0);
     assert!(s.waiting_clients().await.unwrap().is_empty());
+}
+
+/// The relay's update after part `part` of a message went to `upstream`
+/// (ACCEPTED while parts remain).
+fn part_sent(upstream: &str, key: &str, part: u16) -> StateUpdate {
+    StateUpdate {
+        state: MessageState::Accepted,
+        attempts: Some(1),
+        ..submitted(upstream, key, part)
+    }
+}
+
+pub async fn linked_updates_record_parts_sent_and_upstream<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let r = record(gen.next_id(), "esme1");
+    s.enqueue(vec![r.clone()]).await.unwrap();
+    let got = s.get(&r.id).await.unwrap().unwrap();
+    assert_eq!((got.parts_sent, got.upstream.clone()), (0, None));
+
+    assert!(s.update(&r.id, part_sent("up1", "p0", 0)).await.unwrap());
+    let got = s.get(&r.id).await.unwrap().unwrap();
+    assert_eq!((got.parts_sent, got.upstream.as_deref()), (1, Some("up1")));
+    assert_eq!(got.state, MessageState::Accepted, "parts remain: still ACCEPTED");
+    assert_eq!(s.find_by_upstream("up1", "p0").await.unwrap().map(|m| m.part), Some(0));
+
+    // A retry (no link) keeps the progress; a late update for an earlier
+    // part never lowers it.
+    let mut retry = state_update(MessageState::Accepted);
+    retry.attempts = Some(2);
+    assert!(s.update(&r.id, retry).await.unwrap());
+    assert_eq!(s.get(&r.id).await.unwrap().unwrap().parts_sent, 1);
+    assert!(s.update(&r.id, part_sent("up1", "p1", 1)).await.unwrap());
+    assert!(s.update(&r.id, part_sent("up1", "p0", 0)).await.unwrap());
+    assert_eq!(s.get(&r.id).await.unwrap().unwrap().parts_sent, 2);
+
+    // A part accepted without a usable id: progress only, no link.
+    assert!(s.update(&r.id, part_sent("up1", "", 2)).await.unwrap());
+    assert_eq!(s.get(&r.id).await.unwrap().unwrap().parts_sent, 3);
+    assert_eq!(s.find_by_upstream("up1", "").await.unwrap(), None);
+
+    // The last part: ENROUTE.
+    assert!(s.update(&r.id, submitted("up1", "p3", 3)).await.unwrap());
+    let got = s.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.parts_sent, got.upstream.as_deref()),
+        (MessageState::Enroute, 4, Some("up1"))
+    );
+    // Survives a reserve (the relay reads what the store has).
+    let other = record(gen.next_id(), "esme1");
+    s.enqueue(vec![other.clone()]).await.unwrap();
+    assert!(s.update(&other.id, part_sent("up2", "q0", 0)).await.unwrap());
+    let reserved = s.reserve(10, LONG).await.unwrap();
+    let again = reserved.iter().find(|m| m.id == other.id).expect("still queued");
+    assert_eq!((again.parts_sent, again.upstream.as_deref()), (1, Some("up2")));
+}
+
+pub async fn a_message_with_a_part_sent_cannot_be_cancelled_or_replaced<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let r = record(gen.next_id(), "esme1");
+    s.enqueue(vec![r.clone()]).await.unwrap();
+    assert!(s.update(&r.id, part_sent("up1", "p0", 0)).await.unwrap());
+    assert_eq!(
+        s.cancel(&r.id, "esme1", now_ms()).await.unwrap(),
+        ChangeOutcome::TooLate(MessageState::Enroute)
+    );
+    let replacement = Replacement {
+        short_message: Bytes::from_static(b"new text"),
+        registered_delivery: 0,
+        schedule_at_ms: None,
+        expires_at_ms: None,
+        at_ms: now_ms(),
+    };
+    assert_eq!(
+        s.replace(&r.id, "esme1", replacement).await.unwrap(),
+        ChangeOutcome::TooLate(MessageState::Enroute)
+    );
+    let got = s.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, &got.short_message),
+        (MessageState::Accepted, &r.short_message)
+    );
+    assert_eq!(s.depth().await.unwrap(), 1, "still queued for its next part");
 }
