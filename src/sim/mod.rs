@@ -235,6 +235,24 @@ pub struct SimConfig {
     pub bind_timeout: Duration,
     /// Message keys remembered for duplicate detection.
     pub dedup_capacity: usize,
+    /// Keep the first this many accepted submits as they came (for tests
+    /// that check what arrived, in which order: see [`SimHandle::kept`]);
+    /// 0: none.
+    pub keep_submits: usize,
+}
+
+/// An accepted submit as the simulator kept it ([`SimConfig::keep_submits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptSubmit {
+    /// The submit_sm_resp id it got.
+    pub id: String,
+    pub dest: String,
+    pub esm_class: u8,
+    pub data_coding: u8,
+    /// short_message (or message_payload), UDH included.
+    pub message: bytes::Bytes,
+    /// `sar_msg_ref_num`, `sar_total_segments`, `sar_segment_seqnum`, when all three came.
+    pub sar: Option<(u16, u8, u8)>,
 }
 
 impl Default for SimConfig {
@@ -264,6 +282,7 @@ impl Default for SimConfig {
             max_connections: 1024,
             bind_timeout: Duration::from_secs(10),
             dedup_capacity: 4_000_000,
+            keep_submits: 0,
         }
     }
 }
@@ -421,6 +440,7 @@ impl SimArgs {
             max_connections: self.max_connections,
             bind_timeout: Duration::from_secs(self.bind_timeout_secs),
             dedup_capacity: self.dedup_capacity,
+            keep_submits: 0,
         };
         config.validate()?;
         Ok(config)
@@ -459,6 +479,8 @@ pub(crate) struct Shared {
     pub accepted: AtomicU64,
     pub id_start: u64,
     pub dedup: Dedup,
+    /// The first `keep_submits` accepted submits, in the order they were accepted.
+    pub kept: std::sync::Mutex<Vec<KeptSubmit>>,
 }
 
 impl Shared {
@@ -562,6 +584,11 @@ impl SimHandle {
         self.shared.counters.snapshot()
     }
 
+    /// The accepted submits kept so far ([`SimConfig::keep_submits`]), in order.
+    pub fn kept(&self) -> Vec<KeptSubmit> {
+        self.shared.kept.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+
     /// Stops accepting, unbinds every session (waiting at most a second for
     /// each unbind_resp), and returns the final counts.
     pub async fn stop(self) -> SimStats {
@@ -598,6 +625,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         received: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
         id_start,
+        kept: std::sync::Mutex::new(Vec::new()),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();

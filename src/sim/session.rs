@@ -484,6 +484,13 @@ impl Session {
             Seen::Untracked => bump(&counters.dedup_untracked),
         }
         let id = shared.submit_id(k);
+        if config.keep_submits > 0 {
+            if let Ok(mut kept) = shared.kept.lock() {
+                if kept.len() < config.keep_submits {
+                    kept.push(submit.kept(&id, &info));
+                }
+            }
+        }
         let message_id = MessageId::try_from(id.as_str()).unwrap_or_default();
         let answer = match submit {
             Submit::Sm(_) => Pdu::new(sequence, SubmitSmResp { message_id }),
@@ -588,6 +595,31 @@ impl Submit {
         match self {
             Submit::Sm(sm) => sm.registered_delivery,
             Submit::Data(dm) => dm.registered_delivery,
+        }
+    }
+
+    /// What [`super::SimConfig::keep_submits`] keeps of it.
+    fn kept(&self, id: &str, info: &SubmitInfo) -> super::KeptSubmit {
+        let tlvs = match self {
+            Submit::Sm(sm) => &sm.tlvs,
+            Submit::Data(dm) => &dm.tlvs,
+        };
+        let (mut reference, mut total, mut seqnum) = (None, None, None);
+        for tlv in tlvs {
+            match tlv {
+                Tlv::SarMsgRefNum(v) => reference = Some(*v),
+                Tlv::SarTotalSegments(v) => total = Some(*v),
+                Tlv::SarSegmentSeqnum(v) => seqnum = Some(*v),
+                _ => {}
+            }
+        }
+        super::KeptSubmit {
+            id: id.to_string(),
+            dest: info.dest.addr.to_string_lossy().into_owned(),
+            esm_class: info.esm_class,
+            data_coding: info.data_coding,
+            message: info.message.clone(),
+            sar: reference.zip(total).zip(seqnum).map(|((r, t), s)| (r, t, s)),
         }
     }
 

@@ -1,0 +1,328 @@
+//! Long messages cut into parts by the relay, end to end: test ESME ->
+//! gateway (serve) -> relay -> `smsmax sim` (which keeps what it accepted,
+//! in order) -> receipts -> correlator -> the client's outbox.
+//!
+//! Clients bind as transmitters so that no session takes entries out of the
+//! outbox; the outbox is read through the `Outbox` trait after the gateway
+//! has stopped.
+
+mod common;
+
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use smsmax::{
+    queue::{outbox::Outbox, Queue},
+    relay::parts,
+    sim::{self, KeptSubmit, SimConfig, SimHandle},
+    store::{embedded::EmbeddedStorage, MessageState, Store},
+};
+use smsmax_protocol::{
+    concat::parse_udh,
+    pdu::{CancelSm, QuerySm, SubmitSm},
+    tlv::Tlv,
+    types::Address,
+    Body, CommandStatus,
+};
+use tokio::net::TcpStream;
+
+const DEST: &str = "447700900123";
+
+async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    let mut config = SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        receipt_delay: Duration::from_millis(20),
+        response_timeout: Duration::from_secs(2),
+        keep_submits: 100,
+        ..SimConfig::default()
+    };
+    f(&mut config);
+    sim::start(config).await.expect("sim starts")
+}
+
+/// One upstream `carrier` taking long messages as `method`, a route to it,
+/// and the given extra TOML.
+fn multipart_config(port: u16, method: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[upstreams]]
+name = "carrier"
+host = "127.0.0.1"
+port = {port}
+system_id = "smsmax"
+password = "pw"
+binds = 1
+window = 32
+response_timeout_ms = 2000
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+long_messages = "{method}"
+
+[[routes]]
+prefix = ""
+upstreams = [{{ name = "carrier" }}]
+
+[relay]
+idle_poll_ms = 10
+
+{extra}
+"#
+    )
+}
+
+/// A 400-character GSM text (in message_payload: over 254 octets).
+fn long_text() -> Vec<u8> {
+    (0..400u32).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+fn long_submit() -> SubmitSm {
+    SubmitSm {
+        short_message: Bytes::new(),
+        tlvs: vec![Tlv::MessagePayload(Bytes::from(long_text()))],
+        ..common::submit_sm(DEST, "")
+    }
+}
+
+async fn submit(esme: &mut common::Esme<TcpStream>, sm: SubmitSm) -> String {
+    let resp = esme.call(Body::SubmitSm(sm)).await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    match resp.body {
+        Body::SubmitSmResp(r) => r.message_id.to_string_lossy().into_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn state(esme: &mut common::Esme<TcpStream>, id: &str) -> u8 {
+    let query = QuerySm {
+        message_id: id.try_into().unwrap(),
+        source: Address::new(1, 1, "447700900001").unwrap(),
+    };
+    let resp = esme.call(Body::QuerySm(query)).await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    match resp.body {
+        Body::QuerySmResp(r) => r.message_state,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Polls query_sm until `id` is `want` or `within` has passed; returns the last state.
+async fn wait_state(esme: &mut common::Esme<TcpStream>, id: &str, want: u8, within: Duration) -> u8 {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = state(esme, id).await;
+        if s == want || Instant::now() >= deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the sim has sent `n` receipts (or fails after 10 s).
+async fn wait_receipts_sent(sim: &SimHandle, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().receipts_sent.total() < n {
+        assert!(Instant::now() < deadline, "{:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops the gateway and opens its storage to look inside.
+async fn stopped_storage(gateway: common::Gateway) -> (Arc<EmbeddedStorage>, tempfile::TempDir) {
+    gateway.running.stop().await.expect("gateway stops");
+    let storage = EmbeddedStorage::open(gateway.dir.path(), 64)
+        .await
+        .expect("reopen storage");
+    (storage, gateway.dir)
+}
+
+/// The kept submits are the three UDH parts of [`long_text`] for `id`, in order.
+fn assert_udh_parts(kept: &[KeptSubmit], id: &str) {
+    assert_eq!(kept.len(), 3, "{kept:#?}");
+    let text = long_text();
+    let mut joined = Vec::new();
+    for (k, part) in kept.iter().enumerate() {
+        assert_eq!(part.esm_class & 0x40, 0x40, "UDHI set on part {k}");
+        assert_eq!(part.sar, None);
+        assert_eq!(part.dest, DEST);
+        let (udh, body) = parse_udh(&part.message).expect("a UDH");
+        let info = udh.concat().expect("a concatenation element");
+        assert_eq!(
+            (info.reference, info.total, info.seqnum),
+            (parts::reference(id) & 0xFF, 3, k as u8 + 1),
+            "part {k}"
+        );
+        joined.extend_from_slice(body);
+    }
+    assert_eq!(joined, text, "the parts rejoin to the message");
+}
+
+/// Runs one long message through an upstream with `long_messages = "udh"`
+/// under `policy`; returns the receipts its client got.
+async fn udh_message_under(policy: &str) -> (String, Vec<String>) {
+    let sim = sim_with(|_| {}).await;
+    let extra = format!("[receipts]\npart_policy = \"{policy}\"\n");
+    let gateway = common::start(&multipart_config(sim.addr.port(), "udh", &extra)).await;
+    let counters = gateway.running.receipt_counters().expect("correlator runs");
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, 2, Duration::from_secs(15)).await,
+        2,
+        "DELIVERED"
+    );
+    wait_receipts_sent(&sim, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters.matched.load(Relaxed) < 3 {
+        assert!(Instant::now() < deadline, "{:?}", counters.snapshot());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(esme);
+    let kept = sim.kept();
+    let sim_stats = sim.stop().await;
+    assert_udh_parts(&kept, &id);
+    assert_eq!(sim_stats.duplicates, 0, "{sim_stats:?}");
+
+    let (storage, _dir) = stopped_storage(gateway).await;
+    let record = storage.get(&id).await.unwrap().expect("record");
+    assert_eq!(
+        (record.state, record.parts_sent, record.upstream.as_deref()),
+        (MessageState::Delivered, 3, Some("carrier"))
+    );
+    let receipts = storage.receipts(&id).await.unwrap();
+    let mut parts: Vec<u16> = receipts
+        .iter()
+        .filter_map(|r| r.matched.as_ref().map(|m| m.part))
+        .collect();
+    parts.sort();
+    assert_eq!(parts, vec![0, 1, 2], "one receipt per part: {receipts:?}");
+    let entries = storage
+        .reserve_for("alice", 100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let texts = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e.message_id.as_deref(), Some(id.as_str()), "our id");
+            String::from_utf8_lossy(&e.short_message).into_owned()
+        })
+        .collect();
+    storage.close().await.unwrap();
+    (id, texts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udh_parts_arrive_in_order_and_policy_final_gives_one_receipt() {
+    let (id, texts) = udh_message_under("final").await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with(&format!("id:{id} ")), "{texts:?}");
+    assert!(texts[0].contains("stat:DELIVRD"), "{texts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_per_part_gives_a_receipt_per_part() {
+    let (id, texts) = udh_message_under("per_part").await;
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    for t in &texts {
+        assert!(t.starts_with(&format!("id:{id} ")) && t.contains("stat:DELIVRD"), "{t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sar_parts_carry_the_tlvs_and_no_udh() {
+    let sim = sim_with(|_| {}).await;
+    let gateway = common::start(&multipart_config(sim.addr.port(), "sar", "")).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, 2, Duration::from_secs(15)).await,
+        2,
+        "DELIVERED"
+    );
+    drop(esme);
+    let kept = sim.kept();
+    sim.stop().await;
+    assert_eq!(kept.len(), 3, "{kept:#?}");
+    let text = long_text();
+    let bounds = [0, 153, 306, 400];
+    for (k, part) in kept.iter().enumerate() {
+        assert_eq!(part.esm_class & 0x40, 0, "no UDHI");
+        assert_eq!(part.sar, Some((parts::reference(&id), 3, k as u8 + 1)), "part {k}");
+        assert_eq!(&part.message[..], &text[bounds[k]..bounds[k + 1]], "part {k}");
+    }
+    gateway.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_mid_message_sends_each_part_once_in_order() {
+    // Every second submit the sim receives closes the connection unanswered:
+    // part 2 and part 3 each fail once and are retried, from that part.
+    let sim = sim_with(|c| c.drop_every = 2).await;
+    let extra = "[retry]\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\nmax_attempts = 50\n";
+    let gateway = common::start(&multipart_config(sim.addr.port(), "udh", extra)).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        2,
+        "DELIVERED"
+    );
+    drop(esme);
+    let kept = sim.kept();
+    let stats = sim.stop().await;
+    assert_eq!(stats.connections_dropped, 2, "{stats:?}");
+    assert_eq!(stats.duplicates, 0, "no part accepted twice: {stats:?}");
+    assert_udh_parts(&kept, &id);
+    let (storage, _dir) = stopped_storage(gateway).await;
+    let record = storage.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.parts_sent, 3);
+    assert!(record.attempts >= 3, "{record:?}");
+    assert_eq!(
+        storage
+            .reserve_for("alice", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    storage.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_after_the_first_part_left_is_refused() {
+    // Part 2 fails (connection dropped) and waits 3 s for its retry: the
+    // message is ACCEPTED and not held by the relay, but part 1 left.
+    let sim = sim_with(|c| c.drop_every = 2).await;
+    let extra = "[retry]\ninitial_backoff_ms = 3000\nmax_backoff_ms = 3000\njitter = \"none\"\n";
+    let gateway = common::start(&multipart_config(sim.addr.port(), "udh", extra)).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().connections_dropped < 1 {
+        assert!(Instant::now() < deadline, "{:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let the relay record the failure and release the message.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.kept().len(), 1, "one part left");
+    assert_eq!(state(&mut esme, &id).await, 6, "still ACCEPTED while parts remain");
+    let cancel = CancelSm {
+        message_id: id.as_str().try_into().unwrap(),
+        source: Address::new(1, 1, "447700900001").unwrap(),
+        ..CancelSm::default()
+    };
+    assert_eq!(esme.call(cancel).await.command_status, CommandStatus::ESME_RCANCELFAIL);
+    // The rest goes out after the retry.
+    assert_eq!(
+        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        2,
+        "DELIVERED"
+    );
+    drop(esme);
+    let kept = sim.kept();
+    sim.stop().await;
+    assert_udh_parts(&kept, &id);
+    gateway.running.stop().await.unwrap();
+}
