@@ -6,6 +6,8 @@
 //! - [`routing`]: the `[[routes]]` table. [`routing::Router::route`] maps (client system_id,
 //!   source address, destination) to an ordered list of upstream names: the weighted pick
 //!   first, then failover candidates, leaving out upstreams without a bound session.
+//! - [`parts`]: how a long message is cut for an upstream with `long_messages = "udh"` or
+//!   `"sar"` (pure and deterministic: the correlator counts parts the same way).
 //! - [`retry`]: the `[retry]` policy. [`retry::classify`] says whether a failed submit is
 //!   permanent, transient or congestion; [`retry::RetryPolicy::next_for_status`] says when to try
 //!   again, or that the message is EXPIRED (validity period over) or UNDELIVERABLE (out of
@@ -26,8 +28,9 @@
 //! 4. **Record** the outcome in the `Store`, then acknowledge the queue entry:
 //!    - `ESME_ROK`: record the upstream message id (normalised) for receipt correlation.
 //!    - an error status: `policy.next_for_status(status, attempt, now, expiry, rng)` —
-//!      `RetryAt(t)` re-queues the message due at `t` (parts of one long message are retried
-//!      together so they stay in order); `GiveUpPermanent` / `GiveUpAttempts` fail it
+//!      `RetryAt(t)` re-queues the message due at `t` (a message sent in parts goes on from the
+//!      part that failed, on the same upstream, so the parts stay in order and none is sent
+//!      twice: see [`worker`]); `GiveUpPermanent` / `GiveUpAttempts` fail it
 //!      (UNDELIVERABLE / REJECTED), `GiveUpExpired` expires it; each of those produces a receipt
 //!      for the client if it asked.
 //!    - a response timeout or a dropped bind: transient (`policy.next`), the message goes back to
