@@ -326,3 +326,43 @@ async fn cancel_after_the_first_part_left_is_refused() {
     assert_udh_parts(&kept, &id);
     gateway.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_goes_on_from_the_first_part_not_sent() {
+    // Part 2 fails (connection dropped) and waits 2 s for its retry; the
+    // gateway stops meanwhile and starts again on the same storage, with the
+    // upstream `carrier` now at another simulator.
+    let first = sim_with(|c| c.drop_every = 2).await;
+    let extra = "[retry]\ninitial_backoff_ms = 2000\nmax_backoff_ms = 2000\njitter = \"none\"\n";
+    let gateway = common::start(&multipart_config(first.addr.port(), "udh", extra)).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.stats().connections_dropped < 1 {
+        assert!(Instant::now() < deadline, "{:?}", first.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(esme);
+    let sent_first = first.kept();
+    first.stop().await;
+    gateway.running.stop().await.expect("gateway stops");
+
+    let second = sim_with(|_| {}).await;
+    let config = common::config(gateway.dir.path(), &multipart_config(second.addr.port(), "udh", extra));
+    let running = smsmax::serve::start(config).await.expect("gateway restarts");
+    let mut esme = common::bound(running.smpp_addr, "transmitter", "alice").await;
+    assert_eq!(
+        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        2,
+        "DELIVERED"
+    );
+    drop(esme);
+    let sent_second = second.kept();
+    second.stop().await;
+    running.stop().await.unwrap();
+    assert_eq!(sent_first.len(), 1, "{sent_first:#?}");
+    assert_eq!(sent_second.len(), 2, "only the parts not sent yet: {sent_second:#?}");
+    let all: Vec<KeptSubmit> = sent_first.into_iter().chain(sent_second).collect();
+    assert_udh_parts(&all, &id);
+}

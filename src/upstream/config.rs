@@ -502,6 +502,13 @@ mod tests {
         assert_eq!(c.receipt_id_style.normalise("0026"), Some("26".into()));
         let bad = toml::from_str::<UpstreamConfig>("name='a'\nhost='h'\nport=1\nsystem_id='s'\npassword='p'\nbogus=1");
         assert!(bad.is_err());
+        let base = "name='a'\nhost='h'\nport=1\nsystem_id='s'\npassword='p'\n";
+        let c = toml::from_str::<UpstreamConfig>(base).unwrap();
+        assert_eq!(c.long_messages, LongMessages::Payload, "today's behaviour by default");
+        let e = toml::from_str::<UpstreamConfig>(&format!("{base}long_messages='split'"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("long_messages") || e.contains("udh"), "{e}");
     }
 
     #[test]
