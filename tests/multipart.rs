@@ -366,3 +366,83 @@ async fn a_restart_goes_on_from_the_first_part_not_sent() {
     let all: Vec<KeptSubmit> = sent_first.into_iter().chain(sent_second).collect();
     assert_udh_parts(&all, &id);
 }
+
+/// An SMSC that answers binds, enquire_links and submit_sm; the n-th
+/// submit_sm (from 0) is answered with `statuses[n]` (ESME_ROK beyond the
+/// list). Returns its address and the submits it got, in order.
+async fn scripted_smsc(statuses: Vec<CommandStatus>) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<SubmitSm>>>) {
+    use futures::{SinkExt, StreamExt};
+    use smsmax_protocol::{
+        pdu::{BindResp, SubmitSmResp},
+        Pdu, SmppCodec,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut framed = tokio_util::codec::Framed::new(stream, SmppCodec::default());
+            while let Some(Ok(Ok(pdu))) = framed.next().await {
+                let seq = pdu.sequence_number;
+                let reply = match pdu.body {
+                    Body::BindTransceiver(_) => Pdu::new(
+                        seq,
+                        Body::BindTransceiverResp(BindResp {
+                            system_id: "scripted".try_into().unwrap(),
+                            tlvs: vec![],
+                        }),
+                    ),
+                    Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp),
+                    Body::SubmitSm(sm) => {
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(sm);
+                            seen.len() - 1
+                        };
+                        match statuses.get(n).copied().unwrap_or(CommandStatus::ESME_ROK) {
+                            CommandStatus::ESME_ROK => Pdu::new(
+                                seq,
+                                Body::SubmitSmResp(SubmitSmResp {
+                                    message_id: format!("ab{n}").as_str().try_into().unwrap(),
+                                }),
+                            ),
+                            status => Pdu::error_response(smsmax_protocol::CommandId::SubmitSmResp, seq, status),
+                        }
+                    }
+                    _ => continue,
+                };
+                if framed.send(reply).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_of_a_part_ends_the_message_undeliverable() {
+    let (addr, got) = scripted_smsc(vec![CommandStatus::ESME_ROK, CommandStatus::ESME_RINVDSTADR]).await;
+    let gateway = common::start(&multipart_config(addr.port(), "udh", "")).await;
+    let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
+    let id = submit(&mut esme, long_submit()).await;
+    assert_eq!(
+        wait_state(&mut esme, &id, 5, Duration::from_secs(10)).await,
+        5,
+        "UNDELIVERABLE"
+    );
+    drop(esme);
+    let submits = got.lock().unwrap().clone();
+    assert_eq!(submits.len(), 2, "part 3 is never sent: {submits:#?}");
+    let (storage, _dir) = stopped_storage(gateway).await;
+    let record = storage.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.parts_sent, record.error_code),
+        (MessageState::Undeliverable, 1, Some(CommandStatus::ESME_RINVDSTADR.0))
+    );
+    let entries = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(entries.len(), 1, "the client's receipt");
+    assert!(String::from_utf8_lossy(&entries[0].short_message).contains("stat:UNDELIV"));
+    storage.close().await.unwrap();
+}
