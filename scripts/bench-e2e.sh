@@ -18,8 +18,8 @@ bin="${SMSMAX_BIN:-${CARGO_TARGET_DIR:-target}/release/smsmax}"
 
 work="$(mktemp -d)"
 cleanup() {
-    [ -n "${serve_pid:-}" ] && kill -TERM "$serve_pid" 2>/dev/null || true
-    [ -n "${sim_pid:-}" ] && kill -TERM "$sim_pid" 2>/dev/null || true
+    [ -n "${serve_pid:-}" ] && pkill -TERM -P "$serve_pid" 2>/dev/null || true
+    [ -n "${sim_pid:-}" ] && pkill -TERM -P "$sim_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
@@ -30,7 +30,8 @@ sim_port="$(free_port)"
 smpp_port="$(free_port)"
 
 /usr/bin/time -v -o "$work/sim.time" "$bin" sim --listen "127.0.0.1:$sim_port" \
-    --receipt-delay-ms 100 --receipt-jitter-ms 400 --log-level warn >"$work/sim.out" 2>&1 &
+    --receipt-delay-ms 100 --receipt-jitter-ms 400 \
+    --mix delivrd=95,undeliv=3,expired=1,rejectd=1 --log-level warn >"$work/sim.out" 2>&1 &
 sim_pid=$!
 
 hash="$(printf 'benchpw\n' | "$bin" passwd)"
@@ -86,8 +87,9 @@ done
     --password benchpw --binds "$binds" --window "$window" --count "$messages" --receipts \
     --receipt-timeout 600 --quiet || status=$?
 
-kill -TERM "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
-kill -TERM "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
+# Signal the programs, not GNU time (it must live to write their figures).
+pkill -TERM -P "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+pkill -TERM -P "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
 serve_pid=; sim_pid=
 echo
 for p in bench serve sim; do
