@@ -458,6 +458,23 @@ impl ConfigError {
     }
 }
 
+/// The top-level keys of [`Config`] (checked by a test against the schema).
+const SECTIONS: &[&str] = &[
+    "node",
+    "smpp",
+    "storage",
+    "security",
+    "log",
+    "clients",
+    "upstreams",
+    "routes",
+    "retry",
+    "relay",
+    "receipts",
+    "outbox",
+    "mo_routes",
+];
+
 /// One `SMSMAX_*` variable, split into its key path.
 #[derive(Clone, Debug)]
 struct EnvOverride {
@@ -496,6 +513,12 @@ impl EnvOverrides {
                 .map(|s| s.trim().to_ascii_lowercase())
                 .collect();
             if key.iter().any(|s| s.is_empty()) {
+                continue;
+            }
+            // One segment that names no section (SMSMAX_SCYLLA_URI for the
+            // tests, SMSMAX_BIN for scripts) is not configuration; a key
+            // path (with `__`) always is, so a misspelt section is refused.
+            if key.len() == 1 && !SECTIONS.contains(&key[0].as_str()) {
                 continue;
             }
             if let Some(pos) = key.iter().position(|s| is_index(s)) {
@@ -1308,8 +1331,32 @@ mod tests {
             "{err:?}"
         );
 
-        let err = load_env("", &[("SMSMAX_VERBOSE", "1")]).unwrap_err();
-        assert_eq!(err.key(), Some("verbose"), "{err:?}");
+        // A key path naming no section is refused (a misspelt section)...
+        let err = load_env("", &[("SMSMAX_SMTP__LISTEN", "0.0.0.0:1")]).unwrap_err();
+        assert_eq!(err.key(), Some("smtp"), "{err:?}");
+        // ...one segment naming no section is another program's variable.
+        let config = load_env("", &[("SMSMAX_SCYLLA_URI", "127.0.0.1:9042"), ("SMSMAX_BIN", "x")]).unwrap();
+        assert_eq!(config, load_env("", &[]).unwrap());
+    }
+
+    #[test]
+    fn the_sections_list_is_the_schema() {
+        let text = toml::to_string(&load_env("", &[]).unwrap()).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        for key in table.keys() {
+            assert!(SECTIONS.contains(&key.as_str()), "{key} missing from SECTIONS");
+        }
+        for section in SECTIONS {
+            let err = load_env(
+                "",
+                &[(format!("SMSMAX_{}__NOPE", section.to_uppercase()).as_str(), "1")],
+            )
+            .unwrap_err();
+            assert!(
+                !err.to_string().contains(&format!("unknown key `{section}`")),
+                "{section}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -276,10 +276,17 @@ impl OutboxDelivery {
         let mut no_sessions = false;
         loop {
             // Handed out at most: a window in flight and a window queued per session.
-            let room = (self.receivers.count(&system_id) * 2 * self.settings.window)
+            let capacity = (self.receivers.count(&system_id) * 2 * self.settings.window)
                 .max(1)
-                .saturating_sub(handed.len())
                 .min(self.settings.batch);
+            // Take in large steps: a reserve walks past the entries already
+            // leased, so topping up one at a time would cost a walk per entry.
+            let free = capacity.saturating_sub(handed.len());
+            let room = if free >= (capacity / 4).max(1) || handed.is_empty() {
+                free
+            } else {
+                0
+            };
             let wake_at = next_retry.map_or(next_poll, |r| r.min(next_poll));
             tokio::select! {
                 biased;

@@ -253,7 +253,11 @@ async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
             in_flight.push(async move { inner.process(record).await });
         }
         let room = concurrency - in_flight.len();
-        if room > 0 && pending.is_empty() {
+        // Reserve in large steps: a reserve walks past the entries already
+        // leased, so topping up one slot per finished submit would cost a
+        // walk over the whole window per message.
+        let worth_reserving = room >= (concurrency / 4).clamp(1, batch) || in_flight.is_empty();
+        if worth_reserving && pending.is_empty() {
             let reserved = inner
                 .timed(inner.queue.reserve(batch.min(room), inner.settings.lease))
                 .await;
