@@ -217,6 +217,9 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Most messages in one group commit.
     pub max_batch: usize,
+    /// Page cache of the embedded engine, in MiB (most of the gateway's
+    /// memory under load).
+    pub cache_mb: usize,
 }
 
 impl Default for StorageConfig {
@@ -225,6 +228,7 @@ impl Default for StorageConfig {
             backend: StorageBackend::Embedded,
             data_dir: PathBuf::from("data"),
             max_batch: 4096,
+            cache_mb: 256,
         }
     }
 }
@@ -832,6 +836,7 @@ impl Config {
             return Err(ConfigError::invalid("storage.data_dir", "must not be empty"));
         }
         at_least_1("storage.max_batch", self.storage.max_batch)?;
+        at_least_1("storage.cache_mb", self.storage.cache_mb)?;
 
         // [security]
         let sec = &self.security;

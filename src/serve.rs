@@ -75,9 +75,13 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match config.storage.backend {
         StorageBackend::Embedded => {
-            let storage = EmbeddedStorage::open(&config.storage.data_dir, config.storage.max_batch)
-                .await
-                .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
+            let storage = EmbeddedStorage::open_with_cache(
+                &config.storage.data_dir,
+                config.storage.max_batch,
+                config.storage.cache_mb.saturating_mul(1024 * 1024),
+            )
+            .await
+            .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
             (storage.clone(), storage.clone(), storage)
         }
     };

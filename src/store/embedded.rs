@@ -276,15 +276,29 @@ fn encode_all(records: &[MessageRecord]) -> Result<Vec<Vec<u8>>, StorageError> {
     records.iter().map(encode).collect()
 }
 
+/// The page cache of [`EmbeddedStorage::open`]: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 impl EmbeddedStorage {
     /// Opens (or creates) the storage in `dir` and starts its committer.
     /// `max_batch` caps the records (or acked ids) of one group commit.
+    /// The page cache is [`DEFAULT_CACHE_BYTES`].
     pub async fn open(dir: &Path, max_batch: usize) -> Result<Arc<Self>, StorageError> {
+        Self::open_with_cache(dir, max_batch, DEFAULT_CACHE_BYTES).await
+    }
+
+    /// [`open`](Self::open) with a page cache of `cache_bytes` (`[storage]
+    /// cache_mb`): the engine's own default (1 GiB) makes a busy gateway's
+    /// RSS grow to a gigabyte, which an operator should choose, not find.
+    pub async fn open_with_cache(dir: &Path, max_batch: usize, cache_bytes: usize) -> Result<Arc<Self>, StorageError> {
         let dir = dir.to_path_buf();
         let max_batch = max_batch.max(1);
         let (db, depth) = tokio::task::spawn_blocking(move || -> Result<(Database, u64), StorageError> {
             std::fs::create_dir_all(&dir).map_err(|e| engine(format!("creating {}: {e}", dir.display())))?;
-            let db = Database::create(dir.join(FILE_NAME)).map_err(engine)?;
+            let db = Database::builder()
+                .set_cache_size(cache_bytes)
+                .create(dir.join(FILE_NAME))
+                .map_err(engine)?;
             let mut wtx = db.begin_write().map_err(engine)?;
             wtx.set_durability(Durability::Immediate).map_err(engine)?;
             let depth = {
