@@ -23,7 +23,6 @@ pub mod correlator;
 pub mod counters;
 pub mod inbound;
 #[cfg(test)]
-pub(crate) mod memory;
 pub mod mo;
 pub mod parts;
 pub mod sink;
