@@ -22,7 +22,6 @@ pub mod client_receipt;
 pub mod correlator;
 pub mod counters;
 pub mod inbound;
-#[cfg(test)]
 pub mod mo;
 pub mod parts;
 pub mod sink;
