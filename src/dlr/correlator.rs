@@ -765,20 +765,31 @@ mod tests {
     use crate::{
         client::Responder,
         config::MoRouteConfig,
-        dlr::memory::MemoryStore,
-        queue::outbox::Outbox,
-        store::{AddressRecord, MessageRecord, MessageState, UpstreamLink},
+        queue::{outbox::Outbox, Queue},
+        store::{embedded::EmbeddedStorage, AddressRecord, MessageRecord, MessageState, UpstreamLink},
     };
     use bytes::Bytes;
     use smsmax_protocol::{pdu::DeliverSm, tlv::Tlv, types::Address, Body, Pdu};
-    use std::sync::atomic::Ordering::Relaxed;
+    use tempfile::TempDir;
 
     struct Harness {
-        store: Arc<MemoryStore>,
+        store: Arc<EmbeddedStorage>,
         /// The clients the sink's notifier was told about.
         told: Arc<std::sync::Mutex<Vec<String>>>,
         tx: mpsc::Sender<UpstreamInbound>,
         correlator: CorrelatorHandle,
+        /// Where `store` lives; declared last so the storage is dropped (its
+        /// file released) before the directory is removed.
+        _dir: TempDir,
+    }
+
+    /// The real embedded storage (Store, Queue and Outbox) in a fresh
+    /// temporary directory: the tests exercise the receipts contract as the
+    /// gateway runs it, not a model of it.
+    async fn storage() -> (TempDir, Arc<EmbeddedStorage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
+        (dir, store)
     }
 
     fn settings() -> CorrelatorSettings {
@@ -791,7 +802,7 @@ mod tests {
         }
     }
 
-    fn start_with(store: Arc<MemoryStore>, settings: CorrelatorSettings) -> Harness {
+    fn start_with((dir, store): (TempDir, Arc<EmbeddedStorage>), settings: CorrelatorSettings) -> Harness {
         let (tx, rx) = mpsc::channel(16);
         let styles = HashMap::from([("carrier".to_string(), IdStyleName::Decimal)]);
         let mo = MoRouter::new(&[MoRouteConfig {
@@ -809,6 +820,7 @@ mod tests {
             told,
             tx,
             correlator,
+            _dir: dir,
         }
     }
 
@@ -849,12 +861,12 @@ mod tests {
     }
 
     /// A message of ours, ENROUTE at `carrier` under upstream key `key`.
-    async fn enroute(store: &MemoryStore, id: &str, key: &str, registered_delivery: u8) {
-        store.insert(&[record(id, registered_delivery)]).await.unwrap();
+    async fn enroute(store: &EmbeddedStorage, id: &str, key: &str, registered_delivery: u8) {
+        store.enqueue(vec![record(id, registered_delivery)]).await.unwrap();
         link(store, id, key).await;
     }
 
-    async fn link(store: &MemoryStore, id: &str, key: &str) {
+    async fn link(store: &EmbeddedStorage, id: &str, key: &str) {
         let update = StateUpdate {
             state: MessageState::Enroute,
             upstream_id: Some(key.into()),
@@ -908,7 +920,7 @@ mod tests {
 
     #[tokio::test]
     async fn matched_receipts_update_forward_and_count_duplicates() {
-        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        let h = start_with(storage().await, settings());
         enroute(&h.store, "m1", "255", 1).await;
         enroute(&h.store, "m2", "256", 2).await;
         // Decimal style: leading zeros do not matter.
@@ -953,10 +965,10 @@ mod tests {
 
     /// A 400-character message sent to `carrier` (long_messages = udh) in
     /// three parts, with upstream keys `base`, `base + 1`, `base + 2`.
-    async fn three_parts(store: &MemoryStore, id: &str, base: u32) {
+    async fn three_parts(store: &EmbeddedStorage, id: &str, base: u32) {
         let mut r = record(id, 1);
         r.short_message = Bytes::from(vec![b'a'; 400]);
-        store.insert(&[r]).await.unwrap();
+        store.enqueue(vec![r]).await.unwrap();
         for part in 0..3u16 {
             let update = StateUpdate {
                 state: if part == 2 {
@@ -997,7 +1009,7 @@ mod tests {
 
     #[tokio::test]
     async fn policy_final_sends_one_aggregate_receipt_when_every_part_is_final() {
-        let h = start_with(Arc::new(MemoryStore::default()), multipart_settings(PartPolicy::Final));
+        let h = start_with(storage().await, multipart_settings(PartPolicy::Final));
         three_parts(&h.store, "m", 100).await;
         for (key, stat) in [("100", "DELIVRD"), ("102", "UNDELIV err:042"), ("100", "DELIVRD")] {
             let sm = deliver(0x04, "447700900001", &format!("id:{key} stat:{stat}"), vec![]);
@@ -1029,10 +1041,7 @@ mod tests {
 
     #[tokio::test]
     async fn policy_per_part_forwards_each_part_once() {
-        let h = start_with(
-            Arc::new(MemoryStore::default()),
-            multipart_settings(PartPolicy::PerPart),
-        );
+        let h = start_with(storage().await, multipart_settings(PartPolicy::PerPart));
         three_parts(&h.store, "m", 200).await;
         for key in ["200", "201", "201", "202"] {
             let sm = deliver(0x04, "447700900001", &format!("id:{key} stat:DELIVRD"), vec![]);
@@ -1048,9 +1057,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_final_receipts_of_the_parts_give_one_aggregate() {
-        let store = Arc::new(MemoryStore::default());
-        store.receipts_pause_ms.store(5, Relaxed);
-        let h = start_with(store, multipart_settings(PartPolicy::Final));
+        let h = start_with(storage().await, multipart_settings(PartPolicy::Final));
         for round in 0..20u32 {
             let id = format!("m{round}");
             three_parts(&h.store, &id, 1000 + round * 10).await;
@@ -1078,7 +1085,7 @@ mod tests {
 
     #[tokio::test]
     async fn forwarding_follows_registered_delivery() {
-        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        let h = start_with(storage().await, settings());
         enroute(&h.store, "none", "1", 0).await;
         enroute(&h.store, "failures", "2", 2).await;
         enroute(&h.store, "intermediate", "3", 0x11).await;
@@ -1102,8 +1109,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_receipt_is_held_until_its_link_is_recorded() {
-        let h = start_with(Arc::new(MemoryStore::default()), settings());
-        h.store.insert(&[record("late", 1)]).await.unwrap();
+        let h = start_with(storage().await, settings());
+        h.store.enqueue(vec![record("late", 1)]).await.unwrap();
         let sm = deliver(0x04, "447700900001", "id:77 stat:DELIVRD", vec![]);
         assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
         assert_eq!(h.store.unmatched_count().await.unwrap(), 1, "stored as unmatched first");
@@ -1122,7 +1129,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_receipt_stays_unmatched_after_hold_secs() {
-        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        let h = start_with(storage().await, settings());
         let sm = deliver(0x04, "447700900001", "id:12 stat:UNDELIV err:001", vec![]);
         assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
         h.wait("given up", |s| s.unmatched == 1 && s.holding == 0).await;
@@ -1137,8 +1144,8 @@ mod tests {
 
     #[tokio::test]
     async fn unmatched_receipts_are_reloaded_at_start() {
-        let store = Arc::new(MemoryStore::default());
-        store.insert(&[record("m", 1)]).await.unwrap();
+        let (dir, store) = storage().await;
+        store.enqueue(vec![record("m", 1)]).await.unwrap();
         let old = ReceiptRecord {
             upstream: "carrier".into(),
             key: "5".into(),
@@ -1149,7 +1156,7 @@ mod tests {
             text: Bytes::from_static(b"id:5 stat:ACCEPTD"),
         };
         store.record_receipt(old, None, Vec::new()).await.unwrap();
-        let h = start_with(store, settings());
+        let h = start_with((dir, store), settings());
         h.wait("loaded", |s| s.held == 1).await;
         link(&h.store, "m", "5").await;
         h.wait("matched", |s| s.matched_after_hold == 1).await;
@@ -1166,7 +1173,7 @@ mod tests {
     #[tokio::test]
     async fn the_hold_set_is_bounded() {
         let h = start_with(
-            Arc::new(MemoryStore::default()),
+            storage().await,
             CorrelatorSettings {
                 hold_max: 1,
                 hold: Duration::from_secs(30),
@@ -1185,7 +1192,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_receipts_mo_routes_and_storage_failures() {
-        let h = start_with(Arc::new(MemoryStore::default()), settings());
+        let h = start_with(storage().await, settings());
         // No id / an id that is not decimal (the upstream's receipt_id_style).
         let unreadable = deliver(0x04, "447700900001", "garbage", vec![]);
         assert_eq!(h.send(unreadable).await, CommandStatus::ESME_RX_P_APPN);
@@ -1206,8 +1213,9 @@ mod tests {
             smsmax_protocol::tlv::decode_tlvs(&bob[0].tlvs).unwrap(),
             vec![Tlv::UserMessageReference(9)]
         );
-        // Storage down: temporary error for receipts and MO alike.
-        h.store.failing.store(true, Relaxed);
+        // Storage down (closed: every call now fails with `Closed`):
+        // temporary error for receipts and MO alike.
+        h.store.close().await.unwrap();
         let receipt = deliver(0x04, "447700900001", "id:1 stat:DELIVRD", vec![]);
         assert_eq!(h.send(receipt).await, CommandStatus::ESME_RX_T_APPN);
         let mo = deliver(0x00, "447700900999", "hi", vec![]);

@@ -22,8 +22,6 @@ pub mod client_receipt;
 pub mod correlator;
 pub mod counters;
 pub mod inbound;
-#[cfg(test)]
-pub(crate) mod memory;
 pub mod mo;
 pub mod parts;
 pub mod sink;

@@ -65,12 +65,13 @@ impl OutboxSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dlr::memory::MemoryStore;
+    use crate::{queue::Queue, store::embedded::EmbeddedStorage};
     use std::sync::Mutex;
 
     #[tokio::test]
     async fn every_client_pushed_to_is_told_once() {
-        let store = Arc::new(MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
         let told = Arc::new(Mutex::new(Vec::new()));
         let seen = told.clone();
         let sink = OutboxSink::new(store.clone())
@@ -79,7 +80,7 @@ mod tests {
             id: String::new(),
             system_id: system_id.into(),
             created_at_ms: 0,
-            expires_at_ms: 1,
+            expires_at_ms: u64::MAX,
             attempts: 0,
             message_id: None,
             service_type: String::new(),
@@ -94,8 +95,8 @@ mod tests {
         sink.push(vec![entry("b"), entry("a"), entry("b")]).await.unwrap();
         assert_eq!(*told.lock().unwrap(), vec!["a".to_string(), "b".to_string()]);
         assert_eq!(store.depth_for("b").await.unwrap(), 2);
-        // A failed push tells nobody.
-        store.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+        // A failed push tells nobody (closed storage: every call fails).
+        store.close().await.unwrap();
         assert!(sink.push(vec![entry("c")]).await.is_err());
         assert_eq!(told.lock().unwrap().len(), 2);
     }
