@@ -21,11 +21,11 @@
 //! -> receipt: oldest first in one scan) and `unmatched_index` (to find a kept
 //! copy when it is matched).
 //!
-//! The outbox (`embedded/outbox.rs`): `outbox` (entry id -> entry), `outbox_index` (id
-//! -> client, due, expiry), `outbox_due` ((client, due ms, id): one client's
-//! due entries, oldest first, in one scan), `outbox_expiry` ((expiry ms, id)),
-//! `outbox_depth` (client -> entries waiting) and `meta` (the entry id
-//! counter, written with the entries).
+//! The outbox (`embedded/outbox.rs`): `outbox` (entry id -> a fixed header
+//! with client, due and expiry, then the entry), `outbox_due` ((client, due
+//! ms, id): one client's due entries, oldest first, in one scan),
+//! `outbox_expiry` ((expiry ms, id)) and `meta` (the entry id counter,
+//! written with the entries).
 //!
 //! Every record is postcard-encoded; keys are redb tuples.
 //!
