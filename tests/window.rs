@@ -16,7 +16,7 @@ use smsmax::{
     },
     ids::MessageIdGenerator,
     queue::Queue,
-    store::{embedded::EmbeddedStorage, MessageRecord, StorageError},
+    store::{embedded::EmbeddedStorage, MessageRecord, StateUpdate, StorageError},
 };
 use smsmax_protocol::{CommandId, CommandStatus};
 use tokio::sync::{watch, Semaphore};
@@ -36,6 +36,9 @@ impl Queue for SlowQueue {
     }
     async fn ack(&self, ids: &[String]) -> Result<(), StorageError> {
         self.0.ack(ids).await
+    }
+    async fn settle(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError> {
+        self.0.settle(id, update).await
     }
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError> {
         self.0.retry(id, due_at_ms).await

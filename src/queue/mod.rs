@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::store::{MessageRecord, StorageError};
+use crate::store::{MessageRecord, StateUpdate, StorageError};
 
 /// Durable queue of messages waiting for the relay.
 #[async_trait]
@@ -29,6 +29,15 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Removes messages that are done with (submitted upstream, or final).
     async fn ack(&self, ids: &[String]) -> Result<(), StorageError>;
+
+    /// The relay's outcome for a leased message it is done with: `update`
+    /// applied to the record as [`Store::update`](crate::store::Store::update)
+    /// does, then the queue entry removed, as one durable step (the embedded
+    /// engine: one transaction, one request to its committer instead of
+    /// two). `Ok(false)` when the record is unknown or already final; the
+    /// entry is removed all the same. On an error neither happened, and the
+    /// message returns when its lease runs out.
+    async fn settle(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError>;
 
     /// Puts a leased message back, due at `due_at_ms` (Unix milliseconds).
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError>;

@@ -414,9 +414,7 @@ impl Inner {
                         link,
                         at_ms: now_ms(),
                     };
-                    if self.update(id, update).await {
-                        self.ack(id).await;
-                    }
+                    self.settle(id, update).await;
                     return;
                 }
                 Err(SubmitError::NoBind | SubmitError::BackingOff)
@@ -455,9 +453,7 @@ impl Inner {
                         link: None,
                         at_ms: now_ms(),
                     };
-                    if self.update(id, update).await {
-                        self.ack(id).await;
-                    }
+                    self.settle(id, update).await;
                     return;
                 }
                 Err(SubmitError::Invalid(reason)) => {
@@ -524,9 +520,7 @@ impl Inner {
                 link: None,
                 at_ms: now_ms(),
             };
-            if self.update(id, update).await {
-                self.ack(id).await;
-            }
+            self.settle(id, update).await;
             return;
         }
         if !pool.is_available() {
@@ -773,9 +767,7 @@ impl Inner {
             link: None,
             at_ms: now,
         };
-        if self.update(id, update).await {
-            self.ack(id).await;
-        }
+        self.settle(id, update).await;
     }
 
     /// `true` when the record was updated, or is gone or final already (a
@@ -795,6 +787,23 @@ impl Inner {
             Err(e) => {
                 tracing::warn!(id, state = state.name(), error = %e, "recording the outcome failed; the message returns when its lease runs out");
                 false
+            }
+        }
+    }
+
+    /// Records the outcome and removes the queue entry in one step (see
+    /// [`Queue::settle`]); on an error the lease brings the message back.
+    async fn settle(&self, id: &str, update: StateUpdate) {
+        let state = update.state;
+        match self.timed(self.queue.settle(id, update)).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                id,
+                state = state.name(),
+                "queued message has no record or is final already; outcome not recorded"
+            ),
+            Err(e) => {
+                tracing::warn!(id, state = state.name(), error = %e, "recording the outcome failed; the message returns when its lease runs out")
             }
         }
     }

@@ -193,6 +193,7 @@ enum Op {
         replacement: Replacement,
     },
     Ack(Vec<String>),
+    Settle(String, StateUpdate),
     Retry(String, u64),
     RecordReceipt {
         // Boxed: the rarer, larger requests should not size every request.
@@ -571,6 +572,13 @@ impl Queue for EmbeddedStorage {
         self.write(Op::Ack(ids.to_vec())).await.map(|_| ())
     }
 
+    async fn settle(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError> {
+        match self.write(Op::Settle(id.to_string(), update)).await? {
+            Reply::Found(found) => Ok(found),
+            _ => Err(engine("unexpected answer to settle")),
+        }
+    }
+
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError> {
         self.write(Op::Retry(id.to_string(), due_at_ms)).await.map(|_| ())
     }
@@ -846,6 +854,15 @@ fn apply(t: &mut Tables<'_>, op: &Op, cx: &mut Context<'_>) -> Result<Result<Rep
                 dequeue_entry(t, id, &mut cx.fx)?;
             }
             Ok(Ok(Reply::Done))
+        }
+        Op::Settle(id, update) => {
+            let found = match update_record(t, id, update)? {
+                Ok(found) => found,
+                // A corrupt record: neither change, the lease brings it back.
+                Err(e) => return Ok(Err(e)),
+            };
+            dequeue_entry(t, id, &mut cx.fx)?;
+            Ok(Ok(Reply::Found(found)))
         }
         Op::Retry(id, due) => {
             // Only a message still queued is re-keyed: one acked or

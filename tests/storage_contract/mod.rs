@@ -76,6 +76,7 @@ macro_rules! storage_contract_tests {
             outbox_expire_removes_old_entries,
             linked_updates_record_parts_sent_and_upstream,
             a_message_with_a_part_sent_cannot_be_cancelled_or_replaced,
+            settle_records_the_outcome_and_removes_the_entry,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -1324,4 +1325,41 @@ pub async fn a_message_with_a_part_sent_cannot_be_cancelled_or_replaced<S: Store
         (MessageState::Accepted, &r.short_message)
     );
     assert_eq!(s.depth().await.unwrap(), 1, "still queued for its next part");
+}
+
+pub async fn settle_records_the_outcome_and_removes_the_entry<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let records: Vec<_> = (0..3).map(|_| record(gen.next_id(), "esme1")).collect();
+    s.enqueue(records.clone()).await.unwrap();
+    let got = s.reserve(3, LONG).await.unwrap();
+    assert_eq!(got.len(), 3);
+
+    // Submitted: ENROUTE with its link, out of the queue, in one step.
+    assert!(s.settle(&got[0].id, submitted("up1", "k0", 0)).await.unwrap());
+    let r = s.get(&got[0].id).await.unwrap().unwrap();
+    assert_eq!(r.state, MessageState::Enroute);
+    assert_eq!(
+        s.find_by_upstream("up1", "k0").await.unwrap().map(|m| m.id),
+        Some(got[0].id.clone())
+    );
+    assert_eq!(s.depth().await.unwrap(), 2);
+
+    // Final already (a cancel won): false, and the entry goes all the same.
+    assert!(s.update(&got[1].id, state_update(MessageState::Deleted)).await.unwrap());
+    assert!(!s.settle(&got[1].id, submitted("up1", "k1", 0)).await.unwrap());
+    assert_eq!(s.get(&got[1].id).await.unwrap().unwrap().state, MessageState::Deleted);
+    assert_eq!(s.depth().await.unwrap(), 1);
+
+    // An unknown id changes nothing.
+    assert!(!s
+        .settle("no-such-id", state_update(MessageState::Rejected))
+        .await
+        .unwrap());
+    assert_eq!(s.depth().await.unwrap(), 1);
+
+    // Settled entries never come back, even after their lease.
+    s.retry(&got[2].id, 0).await.unwrap();
+    let again = s.reserve(10, LONG).await.unwrap();
+    assert_eq!(ids_of(&again), vec![got[2].id.clone()]);
 }
