@@ -30,7 +30,7 @@ use std::{
 
 use smsmax::{
     client::{self, BindRequest, BindType, ClientHandle, ClientSettings, Inbound},
-    sim::{self, IdFormat, ReceiptIdFormat, SimConfig, SimHandle},
+    sim::{IdFormat, ReceiptIdFormat},
 };
 use smsmax_protocol::{pdu::SubmitSm, receipt::Receipt, types::Address, Body, CommandStatus, Tlv};
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
@@ -39,17 +39,6 @@ use tokio::{io::AsyncBufReadExt, sync::mpsc};
 const RECEIPTS_WITHIN: Duration = Duration::from_secs(30);
 /// After the last expected receipt, how long a duplicate is given to show up.
 const DUPLICATE_GRACE: Duration = Duration::from_millis(500);
-
-async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        receipt_delay: Duration::from_millis(20),
-        response_timeout: Duration::from_secs(2),
-        ..SimConfig::default()
-    };
-    f(&mut config);
-    sim::start(config).await.expect("sim starts")
-}
 
 /// One upstream `carrier` at `port` (with `upstream_extra` keys), a
 /// catch-all route to it, short retry and receipt timers, and `extra`.
@@ -253,7 +242,7 @@ async fn round_trip(test: &str, upstream_port: u16, upstream_extra: &str, count:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_receipt_comes_back_once_with_our_id() {
-    let sim = sim_with(|c| c.mix = "delivrd=90,undeliv=5,expired=3,rejectd=2".parse().unwrap()).await;
+    let sim = common::start_sim(|c| c.mix = "delivrd=90,undeliv=5,expired=3,rejectd=2".parse().unwrap()).await;
     let gateway = round_trip("sim", sim.addr.port(), "", 300).await;
     gateway.running.stop().await.expect("gateway stops");
     let stats = sim.stop().await;
@@ -264,7 +253,7 @@ async fn every_receipt_comes_back_once_with_our_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_before_responses_are_matched() {
-    let sim = sim_with(|c| c.receipts_before_resp_share = 1.0).await;
+    let sim = common::start_sim(|c| c.receipts_before_resp_share = 1.0).await;
     let gateway = round_trip("early", sim.addr.port(), "", 200).await;
     gateway.running.stop().await.expect("gateway stops");
     let stats = sim.stop().await;
@@ -274,7 +263,7 @@ async fn receipts_before_responses_are_matched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hex_ids_at_submit_and_decimal_in_receipts_are_matched() {
-    let sim = sim_with(|c| {
+    let sim = common::start_sim(|c| {
         c.id_format = IdFormat::HexUpper;
         c.id_width = 16;
         c.receipt_id_format = ReceiptIdFormat::Decimal;
@@ -292,7 +281,7 @@ receipt_id_style = "decimal"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_upstream_loses_nothing() {
-    let sim = sim_with(|c| c.throttle_share = 0.3).await;
+    let sim = common::start_sim(|c| c.throttle_share = 0.3).await;
     let gateway = round_trip("throttled", sim.addr.port(), "", 200).await;
     gateway.running.stop().await.expect("gateway stops");
     let stats = sim.stop().await;
@@ -303,7 +292,7 @@ async fn a_throttling_upstream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_wait_for_a_client_that_binds_later() {
-    let sim = sim_with(|_| {}).await;
+    let sim = common::start_sim(|_| {}).await;
     let gateway = common::start(&gateway_config(sim.addr.port(), "", "")).await;
     // A transmitter only: nobody can take the receipts yet.
     let (handle, inbound) = bind(gateway.addr, BindType::Transmitter).await;
@@ -336,7 +325,7 @@ async fn receipts_wait_for_a_client_that_binds_later() {
 async fn upstream_connections_killed_and_upstream_restarted_lose_nothing() {
     // Phase 1: the carrier closes its connection abruptly, unanswered, on
     // every 37th submit: the gateway reconnects and submits those again.
-    let sim1 = sim_with(|c| c.drop_every = 37).await;
+    let sim1 = common::start_sim(|c| c.drop_every = 37).await;
     let port = sim1.addr.port();
     let gateway = common::start(&gateway_config(port, "", "")).await;
     let (handle, inbound) = bind(gateway.addr, BindType::Transceiver).await;
@@ -364,7 +353,7 @@ async fn upstream_connections_killed_and_upstream_restarted_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(collector.receipted(&ids[150..]), 0, "no carrier, no receipts");
     // It comes back on the same address with new ids.
-    let sim2 = sim_with(|c| c.listen = SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let sim2 = common::start_sim(|c| c.listen = SocketAddr::from(([127, 0, 0, 1], port))).await;
     collector.expect_exactly_once(&ids).await;
     handle.unbind().await.expect("unbind");
     let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;

@@ -17,30 +17,26 @@ use bytes::Bytes;
 use smsmax::{
     queue::{outbox::Outbox, Queue},
     relay::parts,
-    sim::{self, KeptSubmit, SimConfig, SimHandle},
-    store::{embedded::EmbeddedStorage, MessageState, Store},
+    sim::{KeptSubmit, SimConfig, SimHandle},
+    store::{MessageState, Store},
 };
 use smsmax_protocol::{
     concat::parse_udh,
-    pdu::{CancelSm, QuerySm, SubmitSm},
+    pdu::{CancelSm, SubmitSm},
     tlv::Tlv,
     types::Address,
     Body, CommandStatus,
 };
-use tokio::net::TcpStream;
 
 const DEST: &str = "447700900123";
 
+/// A simulator that keeps the submits it accepted, in order.
 async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        receipt_delay: Duration::from_millis(20),
-        response_timeout: Duration::from_secs(2),
-        keep_submits: 100,
-        ..SimConfig::default()
-    };
-    f(&mut config);
-    sim::start(config).await.expect("sim starts")
+    common::start_sim(|c| {
+        c.keep_submits = 100;
+        f(c)
+    })
+    .await
 }
 
 /// One upstream `carrier` taking long messages as `method`, a route to it,
@@ -86,40 +82,6 @@ fn long_submit() -> SubmitSm {
     }
 }
 
-async fn submit(esme: &mut common::Esme<TcpStream>, sm: SubmitSm) -> String {
-    let resp = esme.call(Body::SubmitSm(sm)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
-    match resp.body {
-        Body::SubmitSmResp(r) => r.message_id.to_string_lossy().into_owned(),
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn state(esme: &mut common::Esme<TcpStream>, id: &str) -> u8 {
-    let query = QuerySm {
-        message_id: id.try_into().unwrap(),
-        source: Address::new(1, 1, "447700900001").unwrap(),
-    };
-    let resp = esme.call(Body::QuerySm(query)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
-    match resp.body {
-        Body::QuerySmResp(r) => r.message_state,
-        other => panic!("{other:?}"),
-    }
-}
-
-/// Polls query_sm until `id` is `want` or `within` has passed; returns the last state.
-async fn wait_state(esme: &mut common::Esme<TcpStream>, id: &str, want: u8, within: Duration) -> u8 {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = state(esme, id).await;
-        if s == want || Instant::now() >= deadline {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the sim has sent `n` receipts (or fails after 10 s).
 async fn wait_receipts_sent(sim: &SimHandle, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,15 +89,6 @@ async fn wait_receipts_sent(sim: &SimHandle, n: u64) {
         assert!(Instant::now() < deadline, "{:?}", sim.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Stops the gateway and opens its storage to look inside.
-async fn stopped_storage(gateway: common::Gateway) -> (Arc<EmbeddedStorage>, tempfile::TempDir) {
-    gateway.running.stop().await.expect("gateway stops");
-    let storage = EmbeddedStorage::open(gateway.dir.path(), 64)
-        .await
-        .expect("reopen storage");
-    (storage, gateway.dir)
 }
 
 /// The kept submits are the three UDH parts of [`long_text`] for `id`, in order.
@@ -167,9 +120,9 @@ async fn udh_message_under(policy: &str) -> (String, Vec<String>) {
     let gateway = common::start(&multipart_config(sim.addr.port(), "udh", &extra)).await;
     let counters = gateway.running.receipt_counters().expect("correlator runs");
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     assert_eq!(
-        wait_state(&mut esme, &id, 2, Duration::from_secs(15)).await,
+        common::wait_state(&mut esme, &id, &[2], Duration::from_secs(15)).await,
         2,
         "DELIVERED"
     );
@@ -185,7 +138,7 @@ async fn udh_message_under(policy: &str) -> (String, Vec<String>) {
     assert_udh_parts(&kept, &id);
     assert_eq!(sim_stats.duplicates, 0, "{sim_stats:?}");
 
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     let record = storage.get(&id).await.unwrap().expect("record");
     assert_eq!(
         (record.state, record.parts_sent, record.upstream.as_deref()),
@@ -235,9 +188,9 @@ async fn sar_parts_carry_the_tlvs_and_no_udh() {
     let sim = sim_with(|_| {}).await;
     let gateway = common::start(&multipart_config(sim.addr.port(), "sar", "")).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     assert_eq!(
-        wait_state(&mut esme, &id, 2, Duration::from_secs(15)).await,
+        common::wait_state(&mut esme, &id, &[2], Duration::from_secs(15)).await,
         2,
         "DELIVERED"
     );
@@ -263,9 +216,9 @@ async fn a_transient_failure_mid_message_sends_each_part_once_in_order() {
     let extra = "[retry]\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\nmax_attempts = 50\n";
     let gateway = common::start(&multipart_config(sim.addr.port(), "udh", extra)).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     assert_eq!(
-        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        common::wait_state(&mut esme, &id, &[2], Duration::from_secs(20)).await,
         2,
         "DELIVERED"
     );
@@ -275,7 +228,7 @@ async fn a_transient_failure_mid_message_sends_each_part_once_in_order() {
     assert_eq!(stats.connections_dropped, 2, "{stats:?}");
     assert_eq!(stats.duplicates, 0, "no part accepted twice: {stats:?}");
     assert_udh_parts(&kept, &id);
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     let record = storage.get(&id).await.unwrap().unwrap();
     assert_eq!(record.parts_sent, 3);
     assert!(record.attempts >= 3, "{record:?}");
@@ -298,7 +251,7 @@ async fn cancel_after_the_first_part_left_is_refused() {
     let extra = "[retry]\ninitial_backoff_ms = 3000\nmax_backoff_ms = 3000\njitter = \"none\"\n";
     let gateway = common::start(&multipart_config(sim.addr.port(), "udh", extra)).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while sim.stats().connections_dropped < 1 {
         assert!(Instant::now() < deadline, "{:?}", sim.stats());
@@ -307,7 +260,11 @@ async fn cancel_after_the_first_part_left_is_refused() {
     // Let the relay record the failure and release the message.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sim.kept().len(), 1, "one part left");
-    assert_eq!(state(&mut esme, &id).await, 6, "still ACCEPTED while parts remain");
+    assert_eq!(
+        common::query_state(&mut esme, &id).await,
+        6,
+        "still ACCEPTED while parts remain"
+    );
     let cancel = CancelSm {
         message_id: id.as_str().try_into().unwrap(),
         source: Address::new(1, 1, "447700900001").unwrap(),
@@ -316,7 +273,7 @@ async fn cancel_after_the_first_part_left_is_refused() {
     assert_eq!(esme.call(cancel).await.command_status, CommandStatus::ESME_RCANCELFAIL);
     // The rest goes out after the retry.
     assert_eq!(
-        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        common::wait_state(&mut esme, &id, &[2], Duration::from_secs(20)).await,
         2,
         "DELIVERED"
     );
@@ -336,7 +293,7 @@ async fn a_restart_goes_on_from_the_first_part_not_sent() {
     let extra = "[retry]\ninitial_backoff_ms = 2000\nmax_backoff_ms = 2000\njitter = \"none\"\n";
     let gateway = common::start(&multipart_config(first.addr.port(), "udh", extra)).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while first.stats().connections_dropped < 1 {
         assert!(Instant::now() < deadline, "{:?}", first.stats());
@@ -353,7 +310,7 @@ async fn a_restart_goes_on_from_the_first_part_not_sent() {
     let running = smsmax::serve::start(config).await.expect("gateway restarts");
     let mut esme = common::bound(running.smpp_addr, "transmitter", "alice").await;
     assert_eq!(
-        wait_state(&mut esme, &id, 2, Duration::from_secs(20)).await,
+        common::wait_state(&mut esme, &id, &[2], Duration::from_secs(20)).await,
         2,
         "DELIVERED"
     );
@@ -426,16 +383,16 @@ async fn a_permanent_failure_of_a_part_ends_the_message_undeliverable() {
     let (addr, got) = scripted_smsc(vec![CommandStatus::ESME_ROK, CommandStatus::ESME_RINVDSTADR]).await;
     let gateway = common::start(&multipart_config(addr.port(), "udh", "")).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, long_submit()).await;
+    let id = common::submit_ok(&mut esme, long_submit()).await;
     assert_eq!(
-        wait_state(&mut esme, &id, 5, Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &id, &[5], Duration::from_secs(10)).await,
         5,
         "UNDELIVERABLE"
     );
     drop(esme);
     let submits = got.lock().unwrap().clone();
     assert_eq!(submits.len(), 2, "part 3 is never sent: {submits:#?}");
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     let record = storage.get(&id).await.unwrap().unwrap();
     assert_eq!(
         (record.state, record.parts_sent, record.error_code),

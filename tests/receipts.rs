@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
@@ -18,31 +18,17 @@ use futures::{SinkExt, StreamExt};
 use smsmax::{
     dlr::DlrCounters,
     queue::{outbox::Outbox, Queue},
-    sim::{self, IdFormat, OutcomeMix, ReceiptIdFormat, SimConfig, SimHandle},
-    store::{embedded::EmbeddedStorage, MessageState, Store},
+    sim::{IdFormat, OutcomeMix, ReceiptIdFormat, SimConfig},
+    store::{MessageState, Store},
 };
 use smsmax_protocol::{
-    pdu::{BindResp, DeliverSm, QuerySm, SubmitSm, SubmitSmResp},
+    pdu::{BindResp, DeliverSm, SubmitSm, SubmitSmResp},
     tlv::Tlv,
     types::Address,
     Body, CommandStatus, Pdu, SmppCodec,
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
-};
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::codec::Framed;
-
-async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        receipt_delay: Duration::from_millis(20),
-        response_timeout: Duration::from_secs(2),
-        ..SimConfig::default()
-    };
-    f(&mut config);
-    sim::start(config).await.expect("sim starts")
-}
 
 /// One upstream `carrier` at `port` (with `upstream_extra` keys), a route
 /// for `prefix` to it, client `bob`, and the given extra TOML.
@@ -87,40 +73,6 @@ fn message(dest: &str, i: usize, registered_delivery: u8) -> SubmitSm {
     }
 }
 
-async fn submit(esme: &mut common::Esme<TcpStream>, sm: SubmitSm) -> String {
-    let resp = esme.call(Body::SubmitSm(sm)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
-    match resp.body {
-        Body::SubmitSmResp(r) => r.message_id.to_string_lossy().into_owned(),
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn state(esme: &mut common::Esme<TcpStream>, id: &str) -> u8 {
-    let query = QuerySm {
-        message_id: id.try_into().unwrap(),
-        source: Address::new(1, 1, "447700900001").unwrap(),
-    };
-    let resp = esme.call(Body::QuerySm(query)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
-    match resp.body {
-        Body::QuerySmResp(r) => r.message_state,
-        other => panic!("{other:?}"),
-    }
-}
-
-/// Polls query_sm until `id` is in one of `want` or `within` has passed; returns the last state.
-async fn wait_state(esme: &mut common::Esme<TcpStream>, id: &str, want: &[u8], within: Duration) -> u8 {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = state(esme, id).await;
-        if want.contains(&s) || Instant::now() >= deadline {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until `check` holds for the counters, or fails after `within`.
 async fn wait_counters(counters: &DlrCounters, within: Duration, what: &str, check: impl Fn(&DlrCounters) -> bool) {
     let deadline = Instant::now() + within;
@@ -130,32 +82,23 @@ async fn wait_counters(counters: &DlrCounters, within: Duration, what: &str, che
     }
 }
 
-/// Stops the gateway and opens its storage to look inside.
-async fn stopped_storage(gateway: common::Gateway) -> (Arc<EmbeddedStorage>, tempfile::TempDir) {
-    gateway.running.stop().await.expect("gateway stops");
-    let storage = EmbeddedStorage::open(gateway.dir.path(), 64)
-        .await
-        .expect("reopen storage");
-    (storage, gateway.dir)
-}
-
 fn text(b: &Bytes) -> &str {
     std::str::from_utf8(b).expect("ASCII receipt")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_make_messages_final_and_reach_the_outbox() {
-    let sim = sim_with(|c| c.mix = "delivrd=1,undeliv=1".parse::<OutcomeMix>().unwrap()).await;
+    let sim = common::start_sim(|c| c.mix = "delivrd=1,undeliv=1".parse::<OutcomeMix>().unwrap()).await;
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "")).await;
     let counters = gateway.running.receipt_counters().expect("correlator runs");
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
+        ids.push(common::submit_ok(&mut esme, message("447700900123", i, 1)).await);
     }
     let mut by_state = std::collections::HashMap::new();
     for id in &ids {
-        let s = wait_state(&mut esme, id, &[2, 5], Duration::from_secs(15)).await;
+        let s = common::wait_state(&mut esme, id, &[2, 5], Duration::from_secs(15)).await;
         assert!(s == 2 || s == 5, "{id} is DELIVERED or UNDELIVERABLE, not {s}");
         *by_state.entry(s).or_insert(0u64) += 1;
     }
@@ -173,7 +116,7 @@ async fn receipts_make_messages_final_and_reach_the_outbox() {
     assert_eq!(sim_stats.receipts_sent.undeliv, by_state.get(&5).copied().unwrap_or(0));
     assert!(sim_stats.receipts_sent.delivrd > 0 && sim_stats.receipts_sent.undeliv > 0);
 
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     for id in &ids {
         let record = storage.get(id).await.unwrap().expect("record");
         assert!(
@@ -217,18 +160,18 @@ async fn hex_answers_and_decimal_receipts_match_with_the_right_styles() {
         c.receipt_id_width = 14;
     };
     // Styled: every receipt matches.
-    let sim = sim_with(hex_decimal).await;
+    let sim = common::start_sim(hex_decimal).await;
     let styles = "submit_id_style = \"hex_to_decimal\"\nreceipt_id_style = \"decimal\"";
     let gateway = common::start(&receipts_config(sim.addr.port(), styles, "", "")).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
+        ids.push(common::submit_ok(&mut esme, message("447700900123", i, 1)).await);
     }
     for id in &ids {
         assert_eq!(
-            wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
+            common::wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
             2,
             "{id}"
         );
@@ -239,42 +182,42 @@ async fn hex_answers_and_decimal_receipts_match_with_the_right_styles() {
     gateway.running.stop().await.unwrap();
 
     // Default styles: the same carrier's receipts never match; they are kept as unmatched.
-    let sim = sim_with(hex_decimal).await;
+    let sim = common::start_sim(hex_decimal).await;
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "[receipts]\nhold_secs = 1\n")).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
+        ids.push(common::submit_ok(&mut esme, message("447700900123", i, 1)).await);
     }
     wait_counters(&counters, Duration::from_secs(10), "given up", |c| {
         c.unmatched.load(Relaxed) == 3
     })
     .await;
     for id in &ids {
-        assert_eq!(state(&mut esme, id).await, 1, "still ENROUTE");
+        assert_eq!(common::query_state(&mut esme, id).await, 1, "still ENROUTE");
     }
     assert_eq!(counters.matched.load(Relaxed), 0);
     drop(esme);
     sim.stop().await;
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     assert_eq!(storage.unmatched_count().await.unwrap(), 3);
     storage.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_before_the_submit_resp_is_held_and_matched() {
-    let sim = sim_with(|c| c.receipts_before_resp_share = 1.0).await;
+    let sim = common::start_sim(|c| c.receipts_before_resp_share = 1.0).await;
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "")).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(submit(&mut esme, message("447700900123", i, 1)).await);
+        ids.push(common::submit_ok(&mut esme, message("447700900123", i, 1)).await);
     }
     for id in &ids {
         assert_eq!(
-            wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
+            common::wait_state(&mut esme, id, &[2], Duration::from_secs(10)).await,
             2,
             "{id}"
         );
@@ -290,7 +233,7 @@ async fn a_receipt_before_the_submit_resp_is_held_and_matched() {
     drop(esme);
     let sim_stats = sim.stop().await;
     assert_eq!(sim_stats.receipts_before_resp, 5, "{sim_stats:?}");
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     assert_eq!(
         storage.unmatched_count().await.unwrap(),
         0,
@@ -301,15 +244,15 @@ async fn a_receipt_before_the_submit_resp_is_held_and_matched() {
 
 #[tokio::test]
 async fn a_rejected_message_gets_a_gateway_receipt_with_our_id() {
-    let sim = sim_with(|_| {}).await;
+    let sim = common::start_sim(|_| {}).await;
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "33", "")).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let asked = submit(&mut esme, message("447700900123", 0, 1)).await;
-    let silent = submit(&mut esme, message("447700900124", 1, 0)).await;
-    let failures_only = submit(&mut esme, message("447700900125", 2, 2)).await;
+    let asked = common::submit_ok(&mut esme, message("447700900123", 0, 1)).await;
+    let silent = common::submit_ok(&mut esme, message("447700900124", 1, 0)).await;
+    let failures_only = common::submit_ok(&mut esme, message("447700900125", 2, 2)).await;
     for id in [&asked, &silent, &failures_only] {
         assert_eq!(
-            wait_state(&mut esme, id, &[8], Duration::from_secs(10)).await,
+            common::wait_state(&mut esme, id, &[8], Duration::from_secs(10)).await,
             8,
             "REJECTED"
         );
@@ -318,7 +261,7 @@ async fn a_rejected_message_gets_a_gateway_receipt_with_our_id() {
     assert_eq!(relay.gateway_receipts, 2, "{relay:?}");
     drop(esme);
     sim.stop().await;
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     let mut entries = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
     entries.sort_by_key(|e| e.message_id.clone());
     let mut want = vec![asked.clone(), failures_only.clone()];
@@ -467,14 +410,14 @@ system_id = "bob"
     let gateway = common::start(&receipts_config(smsc.addr.port(), "", "", extra)).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, message("447700900123", 0, 1)).await;
+    let id = common::submit_ok(&mut esme, message("447700900123", 0, 1)).await;
     let upstream_id = tokio::time::timeout(Duration::from_secs(10), smsc.submits.recv())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(upstream_id, "ABC0");
     assert_eq!(
-        wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
         1,
         "ENROUTE"
     );
@@ -482,7 +425,7 @@ system_id = "bob"
     // The receipt (id in lowercase: case_insensitive by default) and the same receipt again.
     let receipt = receipt_pdu("id:abc0 sub:001 dlvrd:001 stat:DELIVRD err:000 text:x", vec![]);
     assert_eq!(smsc.deliver(receipt.clone()).await, CommandStatus::ESME_ROK);
-    assert_eq!(state(&mut esme, &id).await, 2, "DELIVERED");
+    assert_eq!(common::query_state(&mut esme, &id).await, 2, "DELIVERED");
     assert_eq!(smsc.deliver(receipt).await, CommandStatus::ESME_ROK);
     // A later contradicting receipt in the TLVs changes nothing.
     let late = receipt_pdu(
@@ -493,7 +436,7 @@ system_id = "bob"
         ],
     );
     assert_eq!(smsc.deliver(late).await, CommandStatus::ESME_ROK);
-    assert_eq!(state(&mut esme, &id).await, 2, "still DELIVERED");
+    assert_eq!(common::query_state(&mut esme, &id).await, 2, "still DELIVERED");
     let stats = counters.snapshot();
     assert_eq!(
         (stats.matched, stats.duplicates, stats.forwarded),
@@ -528,7 +471,7 @@ system_id = "bob"
     assert_eq!((stats.mo_routed, stats.mo_unrouted), (1, 1), "{stats:?}");
 
     drop(esme);
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     smsc.task.abort();
     let record = storage.get(&id).await.unwrap().unwrap();
     assert_eq!(record.state, MessageState::Delivered);
@@ -561,22 +504,22 @@ system_id = "bob"
 
 #[tokio::test]
 async fn a_permanently_refused_message_gets_an_undeliv_receipt() {
-    let sim = sim_with(|c| {
+    let sim = common::start_sim(|c| {
         c.error_share = 1.0;
         c.error_status = CommandStatus::ESME_RINVDSTADR;
     })
     .await;
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "", "")).await;
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, message("447700900123", 0, 1)).await;
+    let id = common::submit_ok(&mut esme, message("447700900123", 0, 1)).await;
     assert_eq!(
-        wait_state(&mut esme, &id, &[5], Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &id, &[5], Duration::from_secs(10)).await,
         5,
         "UNDELIVERABLE"
     );
     drop(esme);
     sim.stop().await;
-    let (storage, _dir) = stopped_storage(gateway).await;
+    let (storage, _dir) = common::stopped_storage(gateway).await;
     let entries = storage.reserve_for("alice", 10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let body = text(&entries[0].short_message);
@@ -588,15 +531,15 @@ async fn a_permanently_refused_message_gets_an_undeliv_receipt() {
 #[tokio::test]
 async fn an_upstream_id_that_does_not_fit_its_style_is_counted_and_not_linked() {
     // Hex ids, but the upstream is configured as decimal on both sides.
-    let sim = sim_with(|c| c.id_start = Some(0xABC000)).await;
+    let sim = common::start_sim(|c| c.id_start = Some(0xABC000)).await;
     let styles = "submit_id_style = \"decimal\"\nreceipt_id_style = \"decimal\"";
     let gateway = common::start(&receipts_config(sim.addr.port(), styles, "", "")).await;
     let counters = gateway.running.receipt_counters().unwrap();
     let relay = gateway.running.relay_counters().unwrap();
     let mut esme = common::bound(gateway.addr, "transmitter", "alice").await;
-    let id = submit(&mut esme, message("447700900123", 0, 1)).await;
+    let id = common::submit_ok(&mut esme, message("447700900123", 0, 1)).await;
     assert_eq!(
-        wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &id, &[1], Duration::from_secs(10)).await,
         1,
         "ENROUTE"
     );
@@ -606,7 +549,7 @@ async fn an_upstream_id_that_does_not_fit_its_style_is_counted_and_not_linked() 
     })
     .await;
     assert_eq!(relay.snapshot().unlinked, 1);
-    assert_eq!(state(&mut esme, &id).await, 1, "still ENROUTE");
+    assert_eq!(common::query_state(&mut esme, &id).await, 1, "still ENROUTE");
     drop(esme);
     sim.stop().await;
     gateway.running.stop().await.unwrap();
@@ -614,12 +557,12 @@ async fn an_upstream_id_that_does_not_fit_its_style_is_counted_and_not_linked() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_receiver_gets_its_receipt_and_mo_as_deliver_sm() {
-    let sim = sim_with(|c| c.mo_every = 1).await;
+    let sim = common::start_sim(|c| c.mo_every = 1).await;
     let routes = "[[mo_routes]]\nprefix = \"447700900001\"\nsystem_id = \"alice\"\n";
     let gateway = common::start(&receipts_config(sim.addr.port(), "", "", routes)).await;
     let mut tx = common::bound(gateway.addr, "transmitter", "alice").await;
     let mut rx = common::bound(gateway.addr, "receiver", "alice").await;
-    let id = submit(&mut tx, message("447700900123", 0, 1)).await;
+    let id = common::submit_ok(&mut tx, message("447700900123", 0, 1)).await;
     let (mut receipt, mut mo) = (None, None);
     while receipt.is_none() || mo.is_none() {
         let pdu = rx.recv().await.expect("session open");

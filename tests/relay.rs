@@ -4,24 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use smsmax::sim::{self, SimConfig, SimHandle};
-use smsmax_protocol::{
-    pdu::{QuerySm, SubmitSm},
-    types::Address,
-    Body, CommandStatus,
-};
+use smsmax_protocol::{pdu::SubmitSm, CommandStatus};
 use tokio::net::TcpStream;
-
-async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        receipt_delay: Duration::from_millis(20),
-        response_timeout: Duration::from_secs(2),
-        ..SimConfig::default()
-    };
-    f(&mut config);
-    sim::start(config).await.expect("sim starts")
-}
 
 /// One upstream `carrier` at `port`, a route for `prefix` to it, and the given extra TOML.
 fn relay_config(port: u16, prefix: &str, extra: &str) -> String {
@@ -69,53 +53,23 @@ async fn bound_esme(addr: std::net::SocketAddr) -> common::Esme<TcpStream> {
     esme
 }
 
-async fn submit(esme: &mut common::Esme<TcpStream>, sm: SubmitSm) -> String {
-    let resp = esme.call(Body::SubmitSm(sm)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
-    match resp.body {
-        Body::SubmitSmResp(r) => r.message_id.to_string_lossy().into_owned(),
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn state(esme: &mut common::Esme<TcpStream>, id: &str) -> u8 {
-    let query = QuerySm {
-        message_id: id.try_into().unwrap(),
-        source: Address::new(1, 1, "447700900001").unwrap(),
-    };
-    let resp = esme.call(Body::QuerySm(query)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
-    match resp.body {
-        Body::QuerySmResp(r) => r.message_state,
-        other => panic!("{other:?}"),
-    }
-}
-
-/// Polls query_sm until `id` is in `want` or `within` has passed; returns the last state.
-async fn wait_state(esme: &mut common::Esme<TcpStream>, id: &str, want: u8, within: Duration) -> u8 {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = state(esme, id).await;
-        if s == want || Instant::now() >= deadline {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_is_submitted_once_and_becomes_enroute() {
-    let sim = sim_with(|_| {}).await;
+    let sim = common::start_sim(|_| {}).await;
     let gateway = common::start(&relay_config(sim.addr.port(), "", "")).await;
     let mut esme = bound_esme(gateway.addr).await;
     let mut ids = Vec::new();
     for i in 0..200 {
-        ids.push(submit(&mut esme, message("447700900123", i)).await);
+        ids.push(common::submit_ok(&mut esme, message("447700900123", i)).await);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for id in &ids {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert_eq!(wait_state(&mut esme, id, 1, left).await, 1, "{id} is ENROUTE");
+        assert_eq!(
+            common::wait_state(&mut esme, id, &[1], left).await,
+            1,
+            "{id} is ENROUTE"
+        );
     }
     // The upstream id is recorded.
     let record = {
@@ -149,18 +103,18 @@ async fn every_message_is_submitted_once_and_becomes_enroute() {
 
 #[tokio::test]
 async fn a_message_without_a_route_is_rejected() {
-    let sim = sim_with(|_| {}).await;
+    let sim = common::start_sim(|_| {}).await;
     let gateway = common::start(&relay_config(sim.addr.port(), "33", "")).await;
     let mut esme = bound_esme(gateway.addr).await;
-    let routed = submit(&mut esme, message("33612345678", 0)).await;
-    let unrouted = submit(&mut esme, message("447700900123", 1)).await;
+    let routed = common::submit_ok(&mut esme, message("33612345678", 0)).await;
+    let unrouted = common::submit_ok(&mut esme, message("447700900123", 1)).await;
     assert_eq!(
-        wait_state(&mut esme, &unrouted, 8, Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &unrouted, &[8], Duration::from_secs(10)).await,
         8,
         "REJECTED"
     );
     assert_eq!(
-        wait_state(&mut esme, &routed, 1, Duration::from_secs(10)).await,
+        common::wait_state(&mut esme, &routed, &[1], Duration::from_secs(10)).await,
         1,
         "ENROUTE"
     );
@@ -171,7 +125,7 @@ async fn a_message_without_a_route_is_rejected() {
 
 #[tokio::test]
 async fn a_throttled_message_stays_queued_and_is_retried() {
-    let sim = sim_with(|c| c.throttle_share = 1.0).await;
+    let sim = common::start_sim(|c| c.throttle_share = 1.0).await;
     let retry = r#"
 [retry]
 max_attempts = 1000
@@ -182,23 +136,23 @@ jitter = "none"
 "#;
     let gateway = common::start(&relay_config(sim.addr.port(), "", retry)).await;
     let mut esme = bound_esme(gateway.addr).await;
-    let id = submit(&mut esme, message("447700900123", 0)).await;
+    let id = common::submit_ok(&mut esme, message("447700900123", 0)).await;
     // Throttled again and again: the message stays ACCEPTED (6).
     let deadline = Instant::now() + Duration::from_secs(10);
     while sim.stats().throttled < 3 {
         assert!(Instant::now() < deadline, "retried: {:?}", sim.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(state(&mut esme, &id).await, 6, "still ACCEPTED");
+    assert_eq!(common::query_state(&mut esme, &id).await, 6, "still ACCEPTED");
     // The carrier comes back without throttling, on the same address: the
     // pool reconnects and the next retry goes through.
     let addr = sim.addr;
     let stats = sim.stop().await;
     assert_eq!(stats.submits_accepted, 0, "{stats:?}");
     assert!(stats.throttled >= 3, "{stats:?}");
-    let sim = sim_with(|c| c.listen = addr).await;
+    let sim = common::start_sim(|c| c.listen = addr).await;
     assert_eq!(
-        wait_state(&mut esme, &id, 1, Duration::from_secs(15)).await,
+        common::wait_state(&mut esme, &id, &[1], Duration::from_secs(15)).await,
         1,
         "ENROUTE"
     );

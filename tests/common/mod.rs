@@ -161,3 +161,73 @@ pub fn hex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
         .collect()
 }
+
+// ---- relay / receipt tests: a simulator upstream, submits and states ----
+
+/// `smsmax sim` on port 0 with short test timers, adjusted by `f`.
+pub async fn start_sim(f: impl FnOnce(&mut smsmax::sim::SimConfig)) -> smsmax::sim::SimHandle {
+    let mut config = smsmax::sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        receipt_delay: Duration::from_millis(20),
+        response_timeout: Duration::from_secs(2),
+        ..smsmax::sim::SimConfig::default()
+    };
+    f(&mut config);
+    smsmax::sim::start(config).await.expect("sim starts")
+}
+
+/// Submits `sm`, asserts ESME_ROK and returns our message id.
+pub async fn submit_ok<S: AsyncRead + AsyncWrite + Unpin>(esme: &mut Esme<S>, sm: SubmitSm) -> String {
+    let resp = esme.call(Body::SubmitSm(sm)).await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    match resp.body {
+        Body::SubmitSmResp(r) => r.message_id.to_string_lossy().into_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The message_state query_sm answers for `id` (source 1/1/447700900001).
+pub async fn query_state<S: AsyncRead + AsyncWrite + Unpin>(esme: &mut Esme<S>, id: &str) -> u8 {
+    let query = smsmax_protocol::pdu::QuerySm {
+        message_id: id.try_into().unwrap(),
+        source: Address::new(1, 1, "447700900001").unwrap(),
+    };
+    let resp = esme.call(Body::QuerySm(query)).await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    match resp.body {
+        Body::QuerySmResp(r) => r.message_state,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Polls query_sm until `id` is in one of the `want` states or `within`
+/// has passed; returns the last state.
+pub async fn wait_state<S: AsyncRead + AsyncWrite + Unpin>(
+    esme: &mut Esme<S>,
+    id: &str,
+    want: &[u8],
+    within: Duration,
+) -> u8 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let s = query_state(esme, id).await;
+        if want.contains(&s) || tokio::time::Instant::now() >= deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops the gateway and reopens its storage for inspection.
+pub async fn stopped_storage(
+    gateway: Gateway,
+) -> (
+    std::sync::Arc<smsmax::store::embedded::EmbeddedStorage>,
+    tempfile::TempDir,
+) {
+    gateway.running.stop().await.expect("gateway stops");
+    let storage = smsmax::store::embedded::EmbeddedStorage::open(gateway.dir.path(), 64)
+        .await
+        .expect("reopen storage");
+    (storage, gateway.dir)
+}
