@@ -51,12 +51,6 @@ const SC_SYSTEM_ID: &str = "smsmaxsim";
 
 type Answer = Pin<Box<dyn Future<Output = Pdu> + Send>>;
 
-/// A PDU for the writer, and who to tell once it is written.
-struct Out {
-    pdu: Pdu,
-    written: Option<oneshot::Sender<()>>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
@@ -81,7 +75,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let timeout = shared.config.response_timeout;
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, SmppCodec::default());
-    let (tx, rx) = mpsc::channel::<Out>(WRITER_QUEUE);
+    let (tx, rx) = mpsc::channel::<Pdu>(WRITER_QUEUE);
     let writer = tokio::spawn(write_pdus(write_half, rx, timeout));
     bump(&shared.counters.sessions_open);
 
@@ -111,7 +105,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         let reading = session.unbind_requested.is_none();
         tokio::select! {
             Some(answer) = session.answers.next(), if !session.answers.is_empty() => {
-                if let Err(end) = session.send(answer, None).await {
+                if let Err(end) = session.send(answer).await {
                     break end;
                 }
             }
@@ -134,14 +128,14 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                     Some(Err(e)) => {
                         bump(&session.shared.counters.malformed);
                         tracing::warn!(peer = %session.peer, error = %e, "stream cannot be re-framed");
-                        let _ = session.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN), None).await;
+                        let _ = session.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
                         break End::Framing;
                     }
                     Some(Ok(Err(e))) => {
                         bump(&session.shared.counters.malformed);
                         tracing::debug!(peer = %session.peer, error = %e, "malformed PDU");
                         if let Some(answer) = e.response() {
-                            if let Err(end) = session.send(answer, None).await {
+                            if let Err(end) = session.send(answer).await {
                                 break end;
                             }
                         }
@@ -160,7 +154,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
         if session.answers.is_empty() {
             if let Some(sequence) = session.unbind_requested {
-                let _ = session.send(Pdu::new(sequence, Body::UnbindResp), None).await;
+                let _ = session.send(Pdu::new(sequence, Body::UnbindResp)).await;
                 break End::Unbound;
             }
         }
@@ -192,7 +186,7 @@ async fn rung(bell: &mut Option<watch::Receiver<u64>>) -> bool {
 struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
-    tx: mpsc::Sender<Out>,
+    tx: mpsc::Sender<Pdu>,
     state: State,
     system_id: Arc<str>,
     /// deliver_sm (and our unbind) awaiting a response.
@@ -203,7 +197,7 @@ struct Session {
     bell: Option<watch::Receiver<u64>>,
     /// Look in the outbox before waiting again.
     want_pull: bool,
-    /// Submit answers waiting for their receipt to be written first.
+    /// Submit answers waiting for their receipt to be answered first.
     answers: FuturesUnordered<Answer>,
     /// Sequence number of the ESME's unbind, answered once held answers are sent.
     unbind_requested: Option<u32>,
@@ -212,9 +206,8 @@ struct Session {
 }
 
 impl Session {
-    async fn send(&mut self, pdu: Pdu, written: Option<oneshot::Sender<()>>) -> Result<(), End> {
-        let out = Out { pdu, written };
-        match tokio::time::timeout(self.shared.config.response_timeout, self.tx.send(out)).await {
+    async fn send(&mut self, pdu: Pdu) -> Result<(), End> {
+        match tokio::time::timeout(self.shared.config.response_timeout, self.tx.send(pdu)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(End::WriterGone),
         }
@@ -264,7 +257,7 @@ impl Session {
         }
         let wait = UNBIND_WAIT.min(self.shared.config.response_timeout);
         match self.window.open(CommandId::Unbind, Instant::now() + wait) {
-            Some(sequence) => self.send(Pdu::new(sequence, Body::Unbind), None).await,
+            Some(sequence) => self.send(Pdu::new(sequence, Body::Unbind)).await,
             // Window full of deliver_sm: close without the courtesy.
             None => Err(End::Shutdown),
         }
@@ -297,7 +290,7 @@ impl Session {
             }
             let pdu = Pdu::new(sequence, Body::DeliverSm(item.body.clone()));
             self.sent.insert(sequence, item);
-            self.send(pdu, None).await?;
+            self.send(pdu).await?;
         }
         Ok(())
     }
@@ -339,7 +332,7 @@ impl Session {
             Body::BindTransmitter(bind) => self.on_bind(sequence, BindType::Transmitter, bind).await?,
             Body::BindReceiver(bind) => self.on_bind(sequence, BindType::Receiver, bind).await?,
             Body::BindTransceiver(bind) => self.on_bind(sequence, BindType::Transceiver, bind).await?,
-            Body::EnquireLink => self.send(Pdu::new(sequence, Body::EnquireLinkResp), None).await?,
+            Body::EnquireLink => self.send(Pdu::new(sequence, Body::EnquireLinkResp)).await?,
             Body::Unbind => {
                 if self.state == State::Open {
                     self.refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS).await?;
@@ -355,7 +348,7 @@ impl Session {
             // Operations only an SMSC sends.
             Body::DeliverSm(_) | Body::Outbind(_) | Body::AlertNotification(_) => {
                 bump(&self.shared.counters.refused);
-                self.send(Pdu::generic_nack(sequence, CommandStatus::ESME_RINVCMDID), None)
+                self.send(Pdu::generic_nack(sequence, CommandStatus::ESME_RINVCMDID))
                     .await?;
             }
             // query_sm, cancel_sm, replace_sm, submit_multi: not simulated.
@@ -420,9 +413,7 @@ impl Session {
         if let Some(status) = refusal {
             bump(&self.shared.counters.bind_failures);
             tracing::debug!(peer = %self.peer, system_id = %bind.system_id.to_string_lossy(), %status, "bind refused");
-            return self
-                .send(Pdu::error_response(response_id, sequence, status), None)
-                .await;
+            return self.send(Pdu::error_response(response_id, sequence, status)).await;
         }
         self.system_id = Arc::from(bind.system_id.to_string_lossy().as_ref());
         self.state = State::Bound(bind_type);
@@ -446,7 +437,7 @@ impl Session {
             BindType::Receiver => Body::BindReceiverResp(body),
             BindType::Transceiver => Body::BindTransceiverResp(body),
         };
-        self.send(Pdu::new(sequence, body), None).await
+        self.send(Pdu::new(sequence, body)).await
     }
 
     /// Answers a submit_sm or data_sm, with the faults and receipts configured.
@@ -563,7 +554,7 @@ impl Session {
                     answer
                 }));
             }
-            _ => self.send(answer, None).await?,
+            _ => self.send(answer).await?,
         }
         Ok(None)
     }
@@ -573,7 +564,7 @@ impl Session {
             Some(resp) => Pdu::error_response(resp, sequence, status),
             None => Pdu::generic_nack(sequence, status),
         };
-        self.send(answer, None).await
+        self.send(answer).await
     }
 }
 
@@ -653,22 +644,20 @@ impl Submit {
 }
 
 /// Writes PDUs until the channel closes, a write fails or one takes longer
-/// than `write_timeout`; tells each waiter once its PDU is written.
+/// than `write_timeout`.
 async fn write_pdus(
     mut out: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Out>,
+    mut rx: mpsc::Receiver<Pdu>,
     write_timeout: Duration,
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(Out { pdu, written }) = next.take() {
+        while let Some(pdu) = next.take() {
             if let Err(e) = pdu.encode(&mut buf) {
                 // Only PDUs we built reach here: a failure is our bug.
                 tracing::error!(command = %pdu.command_id(), error = %e, "could not encode a PDU we built");
             }
-            waiters.extend(written);
             if buf.len() < MAX_BATCH_OCTETS {
                 next = rx.try_recv().ok();
             }
@@ -683,9 +672,6 @@ async fn write_pdus(
             }
         }
         buf.clear();
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(());
-        }
     }
     let _ = tokio::time::timeout(write_timeout, out.shutdown()).await;
     Ok(())
