@@ -1358,7 +1358,7 @@ pub async fn settle_records_the_outcome_and_removes_the_entry<S: Store + Queue +
         .unwrap());
     assert_eq!(s.depth().await.unwrap(), 1);
 
-    // Settled entries never come back, even after their lease.
+    // Only the one not settled can be reserved again.
     s.retry(&got[2].id, 0).await.unwrap();
     let again = s.reserve(10, LONG).await.unwrap();
     assert_eq!(ids_of(&again), vec![got[2].id.clone()]);
