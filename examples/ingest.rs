@@ -36,7 +36,7 @@ use bytes::BytesMut;
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use smsmax::{queue::Queue, store::embedded::EmbeddedStorage};
+use smsmax::{queue::Queue, store::journal::JournalStorage};
 use smsmax_protocol::{
     pdu::{Bind, BindResp, SubmitSm, SubmitSmResp},
     types::{Address, MessageId},
@@ -152,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         let report = report?;
         report.print("gateway");
         // The acknowledged messages are really on disk: reopen and count.
-        let storage = EmbeddedStorage::open(dir.path(), 1).await?;
+        let storage = JournalStorage::open(dir.path(), Default::default()).await?;
         let depth = storage.depth().await?;
         storage.close().await?;
         println!("gateway     queue depth after reopening the data directory: {depth}");

@@ -217,9 +217,25 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Most messages in one group commit.
     pub max_batch: usize,
-    /// Page cache of the embedded engine, in MiB (most of the gateway's
-    /// memory under load).
+    /// Which embedded engine: `journal` (in memory + append-only journal,
+    /// the default: fastest, memory grows with `max_messages`) or `redb`
+    /// (on-disk B-tree: memory bounded by `cache_mb`, ~4x slower).
+    pub engine: EmbeddedEngine,
+    /// Page cache of the redb engine, in MiB (most of the gateway's
+    /// memory under load with that engine).
     pub cache_mb: usize,
+    /// Journal engine: records kept in memory at most (in flight and
+    /// final). Final ones are dropped oldest first to make room; when all
+    /// are in flight, submits get ESME_RMSGQFUL.
+    pub max_messages: u64,
+    /// Journal engine: how long a final record (and its receipts) stays
+    /// queryable, in seconds.
+    pub retain_final_secs: u64,
+    /// Journal engine: size of a journal segment file, in MiB.
+    pub segment_mb: u64,
+    /// Journal engine: journal written since the last snapshot that starts
+    /// a new one, in MiB (bounds the replay at start).
+    pub snapshot_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -228,9 +244,22 @@ impl Default for StorageConfig {
             backend: StorageBackend::Embedded,
             data_dir: PathBuf::from("data"),
             max_batch: 4096,
+            engine: EmbeddedEngine::Journal,
             cache_mb: 256,
+            max_messages: 5_000_000,
+            retain_final_secs: 86_400,
+            segment_mb: 64,
+            snapshot_mb: 512,
         }
     }
+}
+
+/// The engine behind the embedded profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddedEngine {
+    Journal,
+    Redb,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -837,6 +866,9 @@ impl Config {
         }
         at_least_1("storage.max_batch", self.storage.max_batch)?;
         at_least_1("storage.cache_mb", self.storage.cache_mb)?;
+        at_least_1("storage.max_messages", self.storage.max_messages)?;
+        at_least_1("storage.segment_mb", self.storage.segment_mb)?;
+        at_least_1("storage.snapshot_mb", self.storage.snapshot_mb)?;
 
         // [security]
         let sec = &self.security;

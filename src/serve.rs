@@ -24,7 +24,7 @@ use tokio::{
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    config::{Config, StorageBackend},
+    config::{Config, EmbeddedEngine, StorageBackend},
     dlr::{mo::MoRouter, Correlator, CorrelatorSettings, DlrCounters, OutboxSink},
     esme::{
         auth::Authenticator,
@@ -35,7 +35,11 @@ use crate::{
     ids::MessageIdGenerator,
     queue::{outbox::Outbox, Queue},
     relay::{routing::Router, Relay, RelayCounters, RelaySettings},
-    store::{embedded::EmbeddedStorage, Store},
+    store::{
+        embedded::EmbeddedStorage,
+        journal::{JournalSettings, JournalStorage},
+        Store,
+    },
     upstream::UpstreamPool,
 };
 
@@ -71,20 +75,42 @@ impl Running {
     }
 }
 
-/// Starts the gateway and returns once it listens.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match config.storage.backend {
-        StorageBackend::Embedded => {
-            let storage = EmbeddedStorage::open_with_cache(
-                &config.storage.data_dir,
-                config.storage.max_batch,
-                config.storage.cache_mb.saturating_mul(1024 * 1024),
-            )
-            .await
-            .with_context(|| format!("opening storage in {}", config.storage.data_dir.display()))?;
-            (storage.clone(), storage.clone(), storage)
+/// The storage the configuration names, as the three traits.
+async fn open_storage(
+    storage: &crate::config::StorageConfig,
+) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>)> {
+    let dir = &storage.data_dir;
+    let opened: (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) = match (storage.backend, storage.engine) {
+        (StorageBackend::Embedded, EmbeddedEngine::Journal) => {
+            let journal = JournalStorage::open(dir, journal_settings(storage))
+                .await
+                .with_context(|| format!("opening the journal storage in {}", dir.display()))?;
+            (journal.clone(), journal.clone(), journal)
+        }
+        (StorageBackend::Embedded, EmbeddedEngine::Redb) => {
+            let redb = EmbeddedStorage::open_with_cache(dir, storage.max_batch, storage.cache_mb.saturating_mul(1 << 20))
+                .await
+                .with_context(|| format!("opening the redb storage in {}", dir.display()))?;
+            (redb.clone(), redb.clone(), redb)
         }
     };
+    Ok(opened)
+}
+
+/// The journal engine's settings from `[storage]`.
+pub fn journal_settings(storage: &crate::config::StorageConfig) -> JournalSettings {
+    JournalSettings {
+        max_batch: storage.max_batch,
+        max_messages: storage.max_messages,
+        retain_final: Duration::from_secs(storage.retain_final_secs),
+        segment_bytes: storage.segment_mb.saturating_mul(1 << 20),
+        snapshot_bytes: storage.snapshot_mb.saturating_mul(1 << 20),
+    }
+}
+
+/// Starts the gateway and returns once it listens.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let (queue, store, outbox) = open_storage(&config.storage).await?;
     let storage_timeout = Duration::from_secs(30);
     let smpp = &config.smpp;
     let settings = SessionSettings {

@@ -75,7 +75,7 @@ async fn every_message_is_submitted_once_and_becomes_enroute() {
     let record = {
         // Read through the store after the gateway has stopped.
         gateway.running.stop().await.expect("gateway stops");
-        let storage = smsmax::store::embedded::EmbeddedStorage::open(gateway.dir.path(), 64)
+        let storage = smsmax::store::journal::JournalStorage::open(gateway.dir.path(), Default::default())
             .await
             .expect("reopen storage");
         use smsmax::queue::Queue;

@@ -598,6 +598,10 @@ async fn with_timeout<T>(
 ) -> Result<T, CommandStatus> {
     match tokio::time::timeout(gateway.settings.storage_timeout, call).await {
         Ok(Ok(value)) => Ok(value),
+        Ok(Err(crate::store::StorageError::Full(limit))) => {
+            tracing::warn!(limit, "storage full: submit refused with ESME_RMSGQFUL");
+            Err(CommandStatus::ESME_RMSGQFUL)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "storage error");
             Err(CommandStatus::ESME_RSYSERR)

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::queue::outbox::OutboxEntry;
 
 pub mod embedded;
+pub mod journal;
 
 /// Errors of a storage backend. The caller answers the client with
 /// `ESME_RSYSERR` (or HTTP 503) and logs the error; nothing is acknowledged.
@@ -25,6 +26,10 @@ pub enum StorageError {
     Closed,
     #[error("storage did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The storage holds its configured maximum of records and none can be
+    /// dropped (all in flight): the client gets ESME_RMSGQFUL.
+    #[error("storage full: {0} records in flight")]
+    Full(u64),
 }
 
 /// The life of a message in the gateway (mirrors SMPP `message_state`).
@@ -134,7 +139,7 @@ pub struct MessageRecord {
 /// A record in a final state ([`MessageState::is_final`]) is never changed
 /// again by [`Store::update`]: a late relay outcome cannot undo a cancel_sm,
 /// and a duplicate receipt cannot flip DELIVERED to UNDELIVERABLE.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateUpdate {
     pub state: MessageState,
     /// The upstream's id as it gave it (shown in status answers).
@@ -198,7 +203,7 @@ pub enum ReceiptOutcome {
 }
 
 /// New content for replace_sm.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replacement {
     pub short_message: Bytes,
     pub registered_delivery: u8,

@@ -222,11 +222,11 @@ pub async fn wait_state<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn stopped_storage(
     gateway: Gateway,
 ) -> (
-    std::sync::Arc<smsmax::store::embedded::EmbeddedStorage>,
+    std::sync::Arc<smsmax::store::journal::JournalStorage>,
     tempfile::TempDir,
 ) {
     gateway.running.stop().await.expect("gateway stops");
-    let storage = smsmax::store::embedded::EmbeddedStorage::open(gateway.dir.path(), 64)
+    let storage = smsmax::store::journal::JournalStorage::open(gateway.dir.path(), Default::default())
         .await
         .expect("reopen storage");
     (storage, gateway.dir)

@@ -1,0 +1,872 @@
+//! The journal engine's state: every record, queue entry, link, receipt and
+//! outbox entry, in memory, changed only by [`State::apply`].
+//!
+//! The committer applies each change here and appends the same [`Redo`] to
+//! the journal; replay at open applies the journal's redos in order. Reads
+//! (`get`, `find_by_upstream`, ...) and the lease bookkeeping of `reserve`
+//! work on this state directly under its lock: leases are not durable (a
+//! lease lost in a crash hands the entry out again, at-least-once), so they
+//! never reach the journal.
+//!
+//! # Published only once durable
+//!
+//! A queue entry (or outbox entry) written by a batch is *pending* until
+//! that batch's journal frame is synced: `reserve` cannot hand it out, so
+//! the relay never submits a message to a carrier (nor the outbox a receipt
+//! to a client) that a crash could still erase. The committer publishes
+//! the batch's entries ([`State::publish`]) right after the sync.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use super::redo::Redo;
+use crate::queue::outbox::OutboxEntry;
+use crate::store::{
+    ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate,
+    UpstreamMatch,
+};
+
+/// Where a queue (or outbox) entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Written by a batch that is not synced yet.
+    Pending,
+    /// In the due index: `reserve` may hand it out.
+    Due,
+    /// Handed out until this instant.
+    Leased(Instant),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct QueueEntry {
+    due_at_ms: u64,
+    /// Tells this entry from an older one of the same message in the
+    /// indexes (a retry makes a new entry).
+    seq: u64,
+    place: Place,
+}
+
+struct Slot {
+    record: MessageRecord,
+    queued: Option<QueueEntry>,
+    /// The upstream links that point at this message (removed with it).
+    links: Vec<(String, String)>,
+}
+
+/// An entry that becomes visible once its batch is synced.
+#[derive(Debug)]
+pub(super) enum Publish {
+    Message(String, u64),
+    Outbox(u64),
+}
+
+/// The answer a redo gives its caller.
+#[derive(Debug, PartialEq)]
+pub(super) enum Applied {
+    Done,
+    Found(bool),
+    Receipt(ReceiptOutcome),
+    Count(u64),
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    messages: HashMap<String, Slot>,
+    /// Published, unleased queue entries: (due, seq) -> id.
+    due: BTreeMap<(u64, u64), String>,
+    /// Leased queue entries: (end of lease, seq) -> id.
+    leases: BTreeMap<(Instant, u64), String>,
+    depth: u64,
+    seq: u64,
+    /// upstream -> normalised upstream id -> our message and part.
+    links: HashMap<String, HashMap<String, UpstreamMatch>>,
+    /// Matched receipts by our message id.
+    receipts: HashMap<String, Vec<ReceiptRecord>>,
+    /// Unmatched receipts: (received_at_ms, seq) -> receipt.
+    unmatched: BTreeMap<(u64, u64), ReceiptRecord>,
+    unmatched_index: HashMap<(String, String, u8), (u64, u64)>,
+    /// Final records in the order they became final (retention).
+    finals: VecDeque<(u64, String)>,
+    outbox: OutboxState,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    next_id: u64,
+    entries: HashMap<u64, OutboxSlot>,
+    /// Published, unleased entries per client: (due, n).
+    due: HashMap<String, BTreeSet<(u64, u64)>>,
+    leases: BTreeSet<(Instant, u64)>,
+    /// (expires_at_ms, n)
+    expiry: BTreeSet<(u64, u64)>,
+    /// Entries per client (leased or not).
+    depth: HashMap<String, u64>,
+}
+
+struct OutboxSlot {
+    entry: OutboxEntry,
+    due_at_ms: u64,
+    place: Place,
+}
+
+fn outbox_id(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+fn outbox_number(id: &str) -> Option<u64> {
+    if id.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(id, 16).ok()
+}
+
+impl State {
+    /// Applies one change. `publish` collects the entries the change made
+    /// due; the caller publishes them once the change is durable.
+    pub(super) fn apply(&mut self, redo: Redo, publish: &mut Vec<Publish>) -> Applied {
+        match redo {
+            Redo::Enqueue { now, records } => {
+                for record in records {
+                    let due = record.schedule_at_ms.unwrap_or(now);
+                    let id = record.id.clone();
+                    self.put_record(record);
+                    self.queue_put(&id, due, publish);
+                }
+                Applied::Done
+            }
+            Redo::Insert(records) => {
+                for record in records {
+                    self.put_record(record);
+                }
+                Applied::Done
+            }
+            Redo::Update { id, update } => Applied::Found(self.update_record(&id, &update)),
+            Redo::Settle { id, update } => {
+                let found = self.update_record(&id, &update);
+                self.queue_remove(&id);
+                Applied::Found(found)
+            }
+            Redo::Ack(ids) => {
+                for id in &ids {
+                    self.queue_remove(id);
+                }
+                Applied::Done
+            }
+            Redo::Retry { id, due_at_ms } => {
+                // Only a message still queued: one acked or cancelled
+                // meanwhile stays out.
+                if self.messages.get(&id).is_some_and(|s| s.queued.is_some()) {
+                    self.queue_put(&id, due_at_ms, publish);
+                }
+                Applied::Done
+            }
+            Redo::Cancelled { id, at_ms } => {
+                if let Some(slot) = self.messages.get_mut(&id) {
+                    slot.record.state = MessageState::Deleted;
+                    slot.record.updated_at_ms = at_ms;
+                    self.finals.push_back((at_ms, id.clone()));
+                }
+                self.queue_remove(&id);
+                Applied::Done
+            }
+            Redo::Replaced { id, replacement } => {
+                self.replace(&id, replacement, publish);
+                Applied::Done
+            }
+            Redo::Receipt {
+                now,
+                receipt,
+                update,
+                forward,
+            } => Applied::Receipt(self.record_receipt(now, receipt, update, forward, publish)),
+            Redo::Push { now, entries } => {
+                for entry in entries {
+                    self.outbox_push(entry, now, publish);
+                }
+                Applied::Done
+            }
+            Redo::AckDelivered { system_id, ids } => {
+                for id in &ids {
+                    if let Some(n) = outbox_number(id) {
+                        if self.outbox.entries.get(&n).is_some_and(|s| s.entry.system_id == system_id) {
+                            self.outbox_remove(n);
+                        }
+                    }
+                }
+                Applied::Done
+            }
+            Redo::RetryDelivery {
+                system_id,
+                id,
+                attempts,
+                due_at_ms,
+            } => {
+                if let Some(n) = outbox_number(&id) {
+                    if self.outbox.entries.get(&n).is_some_and(|s| s.entry.system_id == system_id) {
+                        self.outbox_unindex(n);
+                        if let Some(slot) = self.outbox.entries.get_mut(&n) {
+                            slot.entry.attempts = attempts;
+                            slot.due_at_ms = due_at_ms;
+                            slot.place = Place::Pending;
+                            publish.push(Publish::Outbox(n));
+                        }
+                    }
+                }
+                Applied::Done
+            }
+            Redo::Expire { now_ms } => {
+                let expired: Vec<u64> = self
+                    .outbox
+                    .expiry
+                    .range(..(now_ms.saturating_add(1), 0))
+                    .map(|(_, n)| *n)
+                    .collect();
+                for n in &expired {
+                    self.outbox_remove(*n);
+                }
+                Applied::Count(expired.len() as u64)
+            }
+            Redo::Prune(ids) => {
+                for id in &ids {
+                    self.remove_message(id);
+                }
+                Applied::Done
+            }
+            Redo::SnapshotMessages(records) => {
+                for (record, due) in records {
+                    let id = record.id.clone();
+                    self.put_record(record);
+                    if let Some(due) = due {
+                        self.queue_put(&id, due, publish);
+                    }
+                }
+                Applied::Done
+            }
+            Redo::SnapshotLinks(links) => {
+                for (upstream, key, found) in links {
+                    self.link(upstream, key, found);
+                }
+                Applied::Done
+            }
+            Redo::SnapshotReceipts(receipts) => {
+                for receipt in receipts {
+                    if let Some(m) = &receipt.matched {
+                        self.receipts.entry(m.id.clone()).or_default().push(receipt);
+                    }
+                }
+                Applied::Done
+            }
+            Redo::SnapshotUnmatched(receipts) => {
+                for receipt in receipts {
+                    self.keep_unmatched(receipt);
+                }
+                Applied::Done
+            }
+            Redo::SnapshotOutbox { next_id, entries } => {
+                for (entry, due) in entries {
+                    let Some(n) = outbox_number(&entry.id) else {
+                        tracing::error!(id = entry.id, "outbox entry with a malformed id dropped at load");
+                        continue;
+                    };
+                    self.outbox_insert(n, entry, due, publish);
+                }
+                self.outbox.next_id = self.outbox.next_id.max(next_id);
+                Applied::Done
+            }
+        }
+    }
+
+    /// Makes the entries of a durable batch available to `reserve`.
+    pub(super) fn publish(&mut self, published: Vec<Publish>) {
+        for entry in published {
+            match entry {
+                Publish::Message(id, seq) => {
+                    if let Some(q) = self.messages.get_mut(&id).and_then(|s| s.queued.as_mut()) {
+                        if q.seq == seq && q.place == Place::Pending {
+                            q.place = Place::Due;
+                            self.due.insert((q.due_at_ms, seq), id);
+                        }
+                    }
+                }
+                Publish::Outbox(n) => {
+                    if let Some(slot) = self.outbox.entries.get_mut(&n) {
+                        if slot.place == Place::Pending {
+                            slot.place = Place::Due;
+                            self.outbox
+                                .due
+                                .entry(slot.entry.system_id.clone())
+                                .or_default()
+                                .insert((slot.due_at_ms, n));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a replay: retention sees the final records oldest first.
+    pub(super) fn finish_load(&mut self) {
+        let mut finals: Vec<(u64, String)> = self
+            .messages
+            .iter()
+            .filter(|(_, s)| s.record.state.is_final())
+            .map(|(id, s)| (s.record.updated_at_ms, id.clone()))
+            .collect();
+        finals.sort();
+        self.finals = finals.into();
+    }
+
+    // ---- message records and the queue -------------------------------
+
+    fn put_record(&mut self, record: MessageRecord) {
+        if record.state.is_final() {
+            self.finals.push_back((record.updated_at_ms, record.id.clone()));
+        }
+        match self.messages.get_mut(&record.id) {
+            Some(slot) => slot.record = record,
+            None => {
+                self.messages.insert(
+                    record.id.clone(),
+                    Slot {
+                        record,
+                        queued: None,
+                        links: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Queues `id` (a known record) due at `due_at_ms`, replacing an entry it has.
+    fn queue_put(&mut self, id: &str, due_at_ms: u64, publish: &mut Vec<Publish>) {
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(slot) = self.messages.get_mut(id) else {
+            return;
+        };
+        match slot.queued.take() {
+            Some(old) => match old.place {
+                Place::Due => {
+                    self.due.remove(&(old.due_at_ms, old.seq));
+                }
+                Place::Leased(until) => {
+                    self.leases.remove(&(until, old.seq));
+                }
+                Place::Pending => {}
+            },
+            None => self.depth += 1,
+        }
+        slot.queued = Some(QueueEntry {
+            due_at_ms,
+            seq,
+            place: Place::Pending,
+        });
+        publish.push(Publish::Message(id.to_string(), seq));
+    }
+
+    fn queue_remove(&mut self, id: &str) {
+        let Some(old) = self.messages.get_mut(id).and_then(|s| s.queued.take()) else {
+            return;
+        };
+        self.depth -= 1;
+        match old.place {
+            Place::Due => {
+                self.due.remove(&(old.due_at_ms, old.seq));
+            }
+            Place::Leased(until) => {
+                self.leases.remove(&(until, old.seq));
+            }
+            Place::Pending => {}
+        }
+    }
+
+    fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
+        let owner = found.id.clone();
+        self.links.entry(upstream.clone()).or_default().insert(key.clone(), found);
+        if let Some(slot) = self.messages.get_mut(&owner) {
+            if !slot.links.iter().any(|(u, k)| *u == upstream && *k == key) {
+                slot.links.push((upstream, key));
+            }
+        }
+    }
+
+    /// [`Store::update`](crate::store::Store::update) on the state.
+    fn update_record(&mut self, id: &str, update: &StateUpdate) -> bool {
+        if !self.messages.contains_key(id) {
+            return false;
+        }
+        if let Some(link) = update.link.as_ref().filter(|l| !l.key.is_empty()) {
+            let found = UpstreamMatch {
+                id: id.to_string(),
+                part: link.part,
+            };
+            self.link(link.upstream.clone(), link.key.clone(), found);
+        }
+        let Some(slot) = self.messages.get_mut(id) else {
+            return false;
+        };
+        let record = &mut slot.record;
+        if record.state.is_final() {
+            return false;
+        }
+        if let Some(link) = &update.link {
+            record.parts_sent = record.parts_sent.max(link.part.saturating_add(1));
+            record.upstream = Some(link.upstream.clone());
+        }
+        record.state = update.state;
+        if update.upstream_id.is_some() {
+            record.upstream_id = update.upstream_id.clone();
+        }
+        if update.error_code.is_some() {
+            record.error_code = update.error_code;
+        }
+        if let Some(attempts) = update.attempts {
+            record.attempts = attempts;
+        }
+        record.updated_at_ms = update.at_ms;
+        if record.state.is_final() {
+            self.finals.push_back((update.at_ms, id.to_string()));
+        }
+        true
+    }
+
+    fn replace(&mut self, id: &str, replacement: Replacement, publish: &mut Vec<Publish>) {
+        let Some(slot) = self.messages.get_mut(id) else {
+            return;
+        };
+        let record = &mut slot.record;
+        record.short_message = replacement.short_message;
+        record.registered_delivery = replacement.registered_delivery;
+        // SMPP replace_sm: an empty schedule or validity keeps the original.
+        let mut requeue = None;
+        if let Some(at) = replacement.schedule_at_ms {
+            record.schedule_at_ms = Some(at);
+            if slot.queued.is_some_and(|q| q.due_at_ms != at) {
+                requeue = Some(at);
+            }
+        }
+        if replacement.expires_at_ms.is_some() {
+            record.expires_at_ms = replacement.expires_at_ms;
+        }
+        record.updated_at_ms = replacement.at_ms;
+        if let Some(at) = requeue {
+            self.queue_put(id, at, publish);
+        }
+    }
+
+    /// Drops a record with its queue entry, receipts and links.
+    fn remove_message(&mut self, id: &str) {
+        self.queue_remove(id);
+        let Some(slot) = self.messages.remove(id) else {
+            return;
+        };
+        for (upstream, key) in slot.links {
+            if let Some(keys) = self.links.get_mut(&upstream) {
+                // Only if it still points here: the upstream may have reused the id.
+                if keys.get(&key).is_some_and(|m| m.id == id) {
+                    keys.remove(&key);
+                }
+            }
+        }
+        self.receipts.remove(id);
+    }
+
+    /// The cancel_sm / replace_sm checks: `None` if the change may go ahead.
+    pub(super) fn check_change(&self, id: &str, system_id: &str, now: Instant) -> Option<ChangeOutcome> {
+        let Some(slot) = self.messages.get(id) else {
+            return Some(ChangeOutcome::NotFound);
+        };
+        let record = &slot.record;
+        if record.system_id != system_id {
+            return Some(ChangeOutcome::NotOwner);
+        }
+        if record.state != MessageState::Accepted {
+            return Some(ChangeOutcome::TooLate(record.state));
+        }
+        // Part of it left (a message sent in parts, between two of them).
+        if record.parts_sent > 0 {
+            return Some(ChangeOutcome::TooLate(MessageState::Enroute));
+        }
+        // The relay holds it: it may be on its way to an upstream right now.
+        if let Some(QueueEntry {
+            place: Place::Leased(until),
+            ..
+        }) = slot.queued
+        {
+            if until > now {
+                return Some(ChangeOutcome::InFlight);
+            }
+        }
+        None
+    }
+
+    /// Final records retention may drop now: older than `retain_until_ms`,
+    /// or the oldest beyond `max_messages`; at most `limit`.
+    pub(super) fn prunable(&mut self, retain_until_ms: u64, max_messages: u64, limit: usize) -> Vec<String> {
+        let mut chosen = Vec::new();
+        while chosen.len() < limit {
+            let Some((at, _)) = self.finals.front() else {
+                break;
+            };
+            let over = (self.messages.len() - chosen.len()) as u64 > max_messages;
+            if *at >= retain_until_ms && !over {
+                break;
+            }
+            let Some((_, id)) = self.finals.pop_front() else {
+                break;
+            };
+            // Gone already, queued again or not final any more (an insert
+            // overwrote it): not this entry's to drop.
+            if self
+                .messages
+                .get(&id)
+                .is_some_and(|s| s.record.state.is_final() && s.queued.is_none())
+                && !chosen.contains(&id)
+            {
+                chosen.push(id);
+            }
+        }
+        chosen
+    }
+
+    pub(super) fn message_count(&self) -> u64 {
+        self.messages.len() as u64
+    }
+
+    // ---- reads --------------------------------------------------------
+
+    pub(super) fn get(&self, id: &str) -> Option<MessageRecord> {
+        self.messages.get(id).map(|s| s.record.clone())
+    }
+
+    pub(super) fn depth(&self) -> u64 {
+        self.depth
+    }
+
+    /// [`Queue::reserve`](crate::queue::Queue::reserve): up to `max` due
+    /// entries, oldest due first, leased until `until`.
+    pub(super) fn reserve(&mut self, max: usize, now: Instant, until: Instant, wall_ms: u64) -> Vec<MessageRecord> {
+        // Leases that ran out come back first.
+        while let Some((&(end, seq), _)) = self.leases.first_key_value() {
+            if end > now {
+                break;
+            }
+            let Some((_, id)) = self.leases.pop_first() else {
+                break;
+            };
+            if let Some(q) = self.messages.get_mut(&id).and_then(|s| s.queued.as_mut()) {
+                if q.seq == seq && matches!(q.place, Place::Leased(_)) {
+                    q.place = Place::Due;
+                    self.due.insert((q.due_at_ms, seq), id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(entry) = self.due.first_entry() else {
+                break;
+            };
+            if entry.key().0 > wall_ms {
+                break;
+            }
+            let ((_, seq), id) = entry.remove_entry();
+            let Some(slot) = self.messages.get_mut(&id) else {
+                tracing::error!(id, "queued message has no record; skipped");
+                continue;
+            };
+            if let Some(q) = slot.queued.as_mut() {
+                q.place = Place::Leased(until);
+            }
+            out.push(slot.record.clone());
+            self.leases.insert((until, seq), id);
+        }
+        out
+    }
+
+    pub(super) fn find_by_upstream(&self, upstream: &str, key: &str) -> Option<UpstreamMatch> {
+        self.links.get(upstream).and_then(|keys| keys.get(key)).cloned()
+    }
+
+    pub(super) fn receipts(&self, id: &str) -> Vec<ReceiptRecord> {
+        let mut out = self.receipts.get(id).cloned().unwrap_or_default();
+        // By part, each part's in arrival order.
+        out.sort_by_key(|r| (r.matched.as_ref().map_or(0, |m| m.part), r.received_at_ms));
+        out
+    }
+
+    pub(super) fn unmatched_receipts(&self, max: usize) -> Vec<ReceiptRecord> {
+        self.unmatched.values().take(max).cloned().collect()
+    }
+
+    pub(super) fn unmatched_count(&self) -> u64 {
+        self.unmatched.len() as u64
+    }
+
+    // ---- receipts -----------------------------------------------------
+
+    fn keep_unmatched(&mut self, receipt: ReceiptRecord) -> bool {
+        let copy = (
+            receipt.upstream.clone(),
+            receipt.key.clone(),
+            receipt.state.smpp_value(),
+        );
+        if self.unmatched_index.contains_key(&copy) {
+            return false;
+        }
+        self.seq += 1;
+        let at = (receipt.received_at_ms, self.seq);
+        self.unmatched.insert(at, receipt);
+        self.unmatched_index.insert(copy, at);
+        true
+    }
+
+    fn remove_unmatched(&mut self, receipt: &ReceiptRecord) {
+        if self.unmatched_index.is_empty() {
+            return;
+        }
+        let copy = (
+            receipt.upstream.clone(),
+            receipt.key.clone(),
+            receipt.state.smpp_value(),
+        );
+        if let Some(at) = self.unmatched_index.remove(&copy) {
+            self.unmatched.remove(&at);
+        }
+    }
+
+    /// [`Store::record_receipt`](crate::store::Store::record_receipt) on the state.
+    fn record_receipt(
+        &mut self,
+        now: u64,
+        receipt: ReceiptRecord,
+        update: Option<StateUpdate>,
+        forward: Vec<OutboxEntry>,
+        publish: &mut Vec<Publish>,
+    ) -> ReceiptOutcome {
+        let Some(matched) = receipt.matched.clone() else {
+            return if self.keep_unmatched(receipt) {
+                ReceiptOutcome::Recorded
+            } else {
+                ReceiptOutcome::Duplicate
+            };
+        };
+        let recorded = self.receipts.get(&matched.id).is_some_and(|list| {
+            list.iter()
+                .any(|r| r.state == receipt.state && r.matched.as_ref().is_some_and(|m| m.part == matched.part))
+        });
+        if recorded {
+            // The copy kept unmatched has nothing left to wait for.
+            self.remove_unmatched(&receipt);
+            return ReceiptOutcome::Duplicate;
+        }
+        if let Some(update) = &update {
+            // `false` (unknown or final message) still records the receipt.
+            self.update_record(&matched.id, update);
+        }
+        self.remove_unmatched(&receipt);
+        self.receipts.entry(matched.id).or_default().push(receipt);
+        for entry in forward {
+            self.outbox_push(entry, now, publish);
+        }
+        ReceiptOutcome::Recorded
+    }
+
+    // ---- the outbox ---------------------------------------------------
+
+    fn outbox_push(&mut self, mut entry: OutboxEntry, now: u64, publish: &mut Vec<Publish>) {
+        let n = self.outbox.next_id;
+        self.outbox.next_id += 1;
+        entry.id = outbox_id(n);
+        self.outbox_insert(n, entry, now, publish);
+    }
+
+    fn outbox_insert(&mut self, n: u64, entry: OutboxEntry, due_at_ms: u64, publish: &mut Vec<Publish>) {
+        if self.outbox.entries.contains_key(&n) {
+            self.outbox_remove(n);
+        }
+        *self.outbox.depth.entry(entry.system_id.clone()).or_default() += 1;
+        self.outbox.expiry.insert((entry.expires_at_ms, n));
+        self.outbox.next_id = self.outbox.next_id.max(n + 1);
+        self.outbox.entries.insert(
+            n,
+            OutboxSlot {
+                entry,
+                due_at_ms,
+                place: Place::Pending,
+            },
+        );
+        publish.push(Publish::Outbox(n));
+    }
+
+    /// Takes entry `n` out of the due index or the leases (it stays stored).
+    fn outbox_unindex(&mut self, n: u64) {
+        let Some(slot) = self.outbox.entries.get(&n) else {
+            return;
+        };
+        match slot.place {
+            Place::Due => {
+                if let Some(due) = self.outbox.due.get_mut(&slot.entry.system_id) {
+                    due.remove(&(slot.due_at_ms, n));
+                    if due.is_empty() {
+                        self.outbox.due.remove(&slot.entry.system_id);
+                    }
+                }
+            }
+            Place::Leased(until) => {
+                self.outbox.leases.remove(&(until, n));
+            }
+            Place::Pending => {}
+        }
+    }
+
+    fn outbox_remove(&mut self, n: u64) {
+        self.outbox_unindex(n);
+        let Some(slot) = self.outbox.entries.remove(&n) else {
+            return;
+        };
+        self.outbox.expiry.remove(&(slot.entry.expires_at_ms, n));
+        let system_id = &slot.entry.system_id;
+        if let Some(depth) = self.outbox.depth.get_mut(system_id) {
+            *depth -= 1;
+            if *depth == 0 {
+                self.outbox.depth.remove(system_id);
+            }
+        }
+    }
+
+    /// [`Outbox::reserve_for`](crate::queue::outbox::Outbox::reserve_for).
+    pub(super) fn reserve_for(
+        &mut self,
+        system_id: &str,
+        max: usize,
+        now: Instant,
+        until: Instant,
+        wall_ms: u64,
+    ) -> Vec<OutboxEntry> {
+        while let Some(&(end, n)) = self.outbox.leases.first() {
+            if end > now {
+                break;
+            }
+            self.outbox.leases.pop_first();
+            if let Some(slot) = self.outbox.entries.get_mut(&n) {
+                if matches!(slot.place, Place::Leased(_)) {
+                    slot.place = Place::Due;
+                    self.outbox
+                        .due
+                        .entry(slot.entry.system_id.clone())
+                        .or_default()
+                        .insert((slot.due_at_ms, n));
+                }
+            }
+        }
+        let Some(due) = self.outbox.due.get_mut(system_id) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        for &(at, n) in due.range(..(wall_ms.saturating_add(1), 0)) {
+            if taken.len() >= max {
+                break;
+            }
+            // Past its age: not delivered any more; `expire` counts it.
+            if self
+                .outbox
+                .entries
+                .get(&n)
+                .is_some_and(|s| s.entry.expires_at_ms > wall_ms)
+            {
+                taken.push((at, n));
+            }
+        }
+        let mut out = Vec::with_capacity(taken.len());
+        for key in &taken {
+            due.remove(key);
+        }
+        if due.is_empty() {
+            self.outbox.due.remove(system_id);
+        }
+        for (_, n) in taken {
+            if let Some(slot) = self.outbox.entries.get_mut(&n) {
+                slot.place = Place::Leased(until);
+                self.outbox.leases.insert((until, n));
+                out.push(slot.entry.clone());
+            }
+        }
+        out
+    }
+
+    pub(super) fn depth_for(&self, system_id: &str) -> u64 {
+        self.outbox.depth.get(system_id).copied().unwrap_or(0)
+    }
+
+    pub(super) fn waiting_clients(&self) -> Vec<String> {
+        let mut clients: Vec<String> = self.outbox.depth.keys().cloned().collect();
+        clients.sort();
+        clients
+    }
+
+    // ---- snapshot -----------------------------------------------------
+
+    /// The whole state as redos of at most `chunk` items each, in the order
+    /// a replay needs them (records before the links and receipts that
+    /// name them).
+    pub(super) fn snapshot(&self, chunk: usize) -> Vec<Redo> {
+        let chunk = chunk.max(1);
+        let mut out = Vec::new();
+        let mut messages = Vec::with_capacity(chunk.min(self.messages.len()));
+        for slot in self.messages.values() {
+            messages.push((slot.record.clone(), slot.queued.map(|q| q.due_at_ms)));
+            if messages.len() == chunk {
+                out.push(Redo::SnapshotMessages(std::mem::take(&mut messages)));
+            }
+        }
+        if !messages.is_empty() {
+            out.push(Redo::SnapshotMessages(messages));
+        }
+        let mut links = Vec::new();
+        for (upstream, keys) in &self.links {
+            for (key, found) in keys {
+                links.push((upstream.clone(), key.clone(), found.clone()));
+                if links.len() == chunk {
+                    out.push(Redo::SnapshotLinks(std::mem::take(&mut links)));
+                }
+            }
+        }
+        if !links.is_empty() {
+            out.push(Redo::SnapshotLinks(links));
+        }
+        let mut receipts = Vec::new();
+        for list in self.receipts.values() {
+            receipts.extend(list.iter().cloned());
+            if receipts.len() >= chunk {
+                out.push(Redo::SnapshotReceipts(std::mem::take(&mut receipts)));
+            }
+        }
+        if !receipts.is_empty() {
+            out.push(Redo::SnapshotReceipts(receipts));
+        }
+        let unmatched: Vec<ReceiptRecord> = self.unmatched.values().cloned().collect();
+        for part in unmatched.chunks(chunk) {
+            out.push(Redo::SnapshotUnmatched(part.to_vec()));
+        }
+        let mut entries: Vec<(u64, OutboxEntry, u64)> = self
+            .outbox
+            .entries
+            .iter()
+            .map(|(n, s)| (*n, s.entry.clone(), s.due_at_ms))
+            .collect();
+        entries.sort_by_key(|(n, _, _)| *n);
+        let mut entries = entries.into_iter().map(|(_, e, due)| (e, due)).peekable();
+        loop {
+            let part: Vec<(OutboxEntry, u64)> = entries.by_ref().take(chunk).collect();
+            let last = entries.peek().is_none();
+            out.push(Redo::SnapshotOutbox {
+                next_id: self.outbox.next_id,
+                entries: part,
+            });
+            if last {
+                break;
+            }
+        }
+        out
+    }
+}
