@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::queue::outbox::OutboxEntry;
 
 pub mod embedded;
+pub mod journal;
 
 /// Errors of a storage backend. The caller answers the client with
 /// `ESME_RSYSERR` (or HTTP 503) and logs the error; nothing is acknowledged.
