@@ -48,6 +48,22 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     }
 }
 
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> LogError {
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// `[u32 LE length][u32 LE crc32]` of a frame carrying `payload` (at most [`MAX_FRAME`]).
+fn frame_header(payload: &[u8]) -> [u8; 8] {
+    let mut header = [0u8; 8];
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header
+}
+
 /// What open read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplayStats {
@@ -85,11 +101,10 @@ pub struct JournalLog {
     /// Frames appended since the last sync; reused so a batch costs no allocation.
     buf: Vec<u8>,
     since_snapshot: u64,
-    /// A payload over [`MAX_FRAME`] was appended; the next sync fails.
-    oversized: Option<usize>,
-    /// A sync failed: what reached the disk is unknown (and a failed fdatasync cannot be
-    /// retried safely), so every later sync fails too. Reopen to get the durable state.
-    failed: bool,
+    /// Why every sync now fails: a write or fdatasync failed (what reached the disk is
+    /// unknown, and a failed fdatasync cannot be retried safely) or a payload was too
+    /// long. Either way the caller's state is ahead of the journal: reopen to recover.
+    failed: Option<String>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -146,11 +161,7 @@ fn scan(
         if torn_ok {
             Ok((offset, len))
         } else {
-            Err(LogError::Corrupt {
-                path: path.to_path_buf(),
-                offset,
-                reason: reason.to_string(),
-            })
+            Err(corrupt(path, offset, reason))
         }
     };
     if len < FRAME_HEADER {
@@ -159,11 +170,7 @@ fn scan(
     let mut header = [0u8; 8];
     reader.read_exact(&mut header).map_err(io_err(path))?;
     if &header != magic {
-        return Err(LogError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "wrong magic".into(),
-        });
+        return Err(corrupt(path, 0, "wrong magic"));
     }
     let mut offset = FRAME_HEADER;
     while offset < len {
@@ -260,12 +267,7 @@ impl JournalLog {
         for (i, &n) in live.iter().enumerate() {
             let path = segment_path(dir, n);
             if n != expected {
-                let reason = format!("segment {expected} is missing before this one");
-                return Err(LogError::Corrupt {
-                    path,
-                    offset: 0,
-                    reason,
-                });
+                return Err(corrupt(&path, 0, format!("segment {expected} is missing before it")));
             }
             expected = n + 1;
             let last = i + 1 == live.len();
@@ -276,16 +278,12 @@ impl JournalLog {
             if valid < len {
                 let dropped = len - valid;
                 tracing::warn!(path = %path.display(), offset = valid, dropped, "truncating torn journal tail");
-                let file = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
                 let keep = valid.max(FRAME_HEADER);
-                let rewrite = |mut file: File| {
-                    file.set_len(valid)?;
-                    if valid == 0 {
-                        file.write_all(SEGMENT_MAGIC)?; // the magic itself was torn
-                    }
-                    file.sync_all()
-                };
-                rewrite(file).map_err(io_err(&path))?;
+                let mut file = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                file.set_len(valid)
+                    .and_then(|()| file.write_all(&SEGMENT_MAGIC[..(keep - valid) as usize])) // a torn magic
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_err(&path))?;
                 stats.truncated_bytes += dropped;
                 stats.bytes += keep;
                 since_snapshot += keep;
@@ -307,8 +305,7 @@ impl JournalLog {
             segment_len: FRAME_HEADER,
             buf: Vec::new(),
             since_snapshot,
-            oversized: None,
-            failed: false,
+            failed: None,
         };
         Ok((log, stats))
     }
@@ -320,11 +317,9 @@ impl JournalLog {
             return;
         }
         if payload.len() > MAX_FRAME {
-            self.oversized = Some(payload.len());
-            return;
+            return self.fail(format!("a payload of {} octets is over 1 GiB", payload.len()));
         }
-        self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.buf.extend_from_slice(&frame_header(payload));
         self.buf.extend_from_slice(payload);
     }
 
@@ -333,16 +328,8 @@ impl JournalLog {
     /// sync fails too: reopen to recover what is durable.
     pub fn sync(&mut self) -> Result<u64, LogError> {
         let path = segment_path(&self.dir, self.segment);
-        if self.failed {
-            let source = io::Error::other("an earlier journal sync failed; reopen the journal");
-            return Err(LogError::Io { path, source });
-        }
-        if let Some(size) = self.oversized.take() {
-            self.fail();
-            let source = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("payload of {size} octets over 1 GiB"),
-            );
+        if let Some(reason) = &self.failed {
+            let source = io::Error::other(format!("journal failed earlier ({reason}); reopen it"));
             return Err(LogError::Io { path, source });
         }
         if self.buf.is_empty() {
@@ -350,7 +337,7 @@ impl JournalLog {
         }
         let written = self.buf.len() as u64;
         if let Err(e) = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data()) {
-            self.fail();
+            self.fail(format!("write or fdatasync: {e}"));
             return Err(io_err(&path)(e));
         }
         self.buf.clear();
@@ -365,24 +352,17 @@ impl JournalLog {
         Ok(written)
     }
 
-    fn fail(&mut self) {
-        self.failed = true;
+    fn fail(&mut self, reason: String) {
+        self.failed.get_or_insert(reason);
         self.buf.clear();
     }
 
     fn rotate(&mut self) -> Result<(), LogError> {
-        match create_segment(&self.dir, self.segment + 1) {
-            Ok(file) => {
-                self.file = file;
-                self.segment += 1;
-                self.segment_len = FRAME_HEADER;
-                Ok(())
-            }
-            Err(e) => {
-                self.fail();
-                Err(e)
-            }
-        }
+        let created = create_segment(&self.dir, self.segment + 1);
+        self.file = created.inspect_err(|e| self.fail(format!("rotation: {e}")))?;
+        self.segment += 1;
+        self.segment_len = FRAME_HEADER;
+        Ok(())
     }
 
     /// Octets written since the last snapshot point (since open: the replayed segments).
@@ -422,8 +402,7 @@ pub fn write_snapshot(point: SnapshotPoint, chunks: impl IntoIterator<Item = Vec
                 let reason = format!("snapshot chunk of {} octets over 1 GiB", chunk.len());
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
             }
-            out.write_all(&(chunk.len() as u32).to_le_bytes())?;
-            out.write_all(&crc32fast::hash(&chunk).to_le_bytes())?;
+            out.write_all(&frame_header(&chunk))?;
             out.write_all(&chunk)?;
             len += FRAME_HEADER + chunk.len() as u64;
         }
@@ -448,7 +427,9 @@ pub fn write_snapshot(point: SnapshotPoint, chunks: impl IntoIterator<Item = Vec
 mod tests {
     use super::*;
 
-    /// Replayed entries: `S:` snapshot chunks, `B:` batches, as strings.
+    const BIG: u64 = 1 << 20;
+
+    /// Opens `dir`, returning the replayed entries as `S:chunk` / `B:batch` strings.
     fn open_all(dir: &Path, segment_bytes: u64) -> (JournalLog, ReplayStats, Vec<String>) {
         let mut seen = Vec::new();
         let (log, stats) = JournalLog::open(dir, segment_bytes, |e| {
@@ -462,154 +443,127 @@ mod tests {
         (log, stats, seen)
     }
 
-    fn files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn batches(log: &mut JournalLog, names: &[&str]) {
+    /// Appends and syncs each batch, then closes the log.
+    fn write(dir: &Path, segment_bytes: u64, names: &[&str]) {
+        let (mut log, _, _) = open_all(dir, segment_bytes);
         for name in names {
             log.append(name.as_bytes());
             log.sync().unwrap();
         }
     }
 
+    fn files(dir: &Path, prefix: &str) -> Vec<String> {
+        let names = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        let mut names: Vec<String> = names.filter(|n| n.starts_with(prefix)).collect();
+        names.sort();
+        names
+    }
+
+    fn seg(dir: &Path, n: u64) -> PathBuf {
+        segment_path(dir, n)
+    }
+
     #[test]
     fn empty_dir_opens_and_starts_segment_one() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("j");
-        let (log, stats, seen) = open_all(&dir, 1 << 20);
-        assert_eq!(stats, ReplayStats::default());
-        assert!(seen.is_empty());
-        assert_eq!(log.bytes_since_snapshot(), 0);
-        assert_eq!(files(&dir), vec![format!("journal-{:020}.log", 1)]);
+        let (log, stats, seen) = open_all(&dir, BIG);
+        assert_eq!(
+            (stats, seen.len(), log.bytes_since_snapshot()),
+            (ReplayStats::default(), 0, 0)
+        );
+        assert_eq!(files(&dir, ""), [format!("journal-{:020}.log", 1)]);
     }
 
     #[test]
     fn batches_round_trip_across_reopen() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
+        let (mut log, _, _) = open_all(tmp.path(), BIG);
         log.append(b"a");
+        log.append(b"");
         log.append(b"bb");
         assert_eq!(log.sync().unwrap(), 8 + 1 + 8 + 2);
-        batches(&mut log, &["c"]);
         log.append(b"never synced");
         drop(log);
-        let (log, stats, seen) = open_all(tmp.path(), 1 << 20);
-        assert_eq!(seen, ["B:a", "B:bb", "B:c"]);
-        assert_eq!((stats.batches, stats.truncated_bytes), (3, 0));
-        assert_eq!(log.bytes_since_snapshot(), 8 + 9 + 10 + 9);
+        let (log, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!(seen, ["B:a", "B:bb"]);
+        assert_eq!((stats.batches, stats.bytes, log.bytes_since_snapshot()), (2, 27, 27));
         assert_eq!(log.segment, 2);
     }
 
     #[test]
     fn rotation_by_size_and_replay_across_segments() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 30);
-        batches(&mut log, &["one", "two", "three", "four", "five"]);
-        drop(log);
-        // Each segment holds magic + 2 frames of ~11 octets before reaching 30.
-        let segments = files(tmp.path()).iter().filter(|n| n.starts_with("journal-")).count();
-        assert!(segments >= 3, "{segments} segments");
+        write(tmp.path(), 30, &["one", "two", "three", "four", "five"]);
+        // magic + two ~12-octet frames reach 30: at least three segments.
+        assert!(files(tmp.path(), "journal-").len() >= 3);
         let (_, stats, seen) = open_all(tmp.path(), 30);
         assert_eq!(seen, ["B:one", "B:two", "B:three", "B:four", "B:five"]);
         assert_eq!(stats.batches, 5);
     }
 
     #[test]
-    fn snapshot_then_later_batches_replay_and_stale_files_go() {
+    fn snapshot_replays_first_and_replaces_older_files() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut log, _, _) = open_all(tmp.path(), 20);
-        batches(&mut log, &["old1", "old2", "old3"]);
-        log.append(b"before-point");
+        for b in ["old1", "old2", "old3", "at-point"] {
+            log.append(b.as_bytes());
+        }
         let point = log.snapshot_point().unwrap();
-        assert_eq!(log.bytes_since_snapshot(), 0);
-        batches(&mut log, &["new1"]);
         let n = point.segment();
-        assert!(files(tmp.path()).contains(&format!("journal-{:020}.log", n - 1)));
+        assert_eq!(log.bytes_since_snapshot(), 0);
+        log.append(b"new1");
+        log.sync().unwrap();
+        let old = seg(tmp.path(), n - 1);
+        let old_bytes = fs::read(&old).unwrap();
         let written = write_snapshot(point, vec![b"state1".to_vec(), Vec::new(), b"state2".to_vec()]).unwrap();
         assert_eq!(written, 8 + 14 + 14);
-        let names = files(tmp.path());
-        assert!(names
-            .iter()
-            .all(|f| !f.starts_with("journal-") || f >= &format!("journal-{n:020}.log")));
-        assert!(names.contains(&format!("snapshot-{n:020}.snap")));
-        batches(&mut log, &["new2"]);
+        assert_eq!(files(tmp.path(), "journal-")[0], format!("journal-{n:020}.log"));
+        assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{n:020}.snap")]);
         drop(log);
+        fs::write(&old, old_bytes).unwrap(); // as if a crash came before the deletion
         let (mut log, stats, seen) = open_all(tmp.path(), 20);
-        assert_eq!(seen, ["S:state1", "S:state2", "B:new1", "B:new2"]);
-        assert_eq!((stats.snapshot_frames, stats.batches), (2, 2));
+        assert_eq!(seen, ["S:state1", "S:state2", "B:new1"]);
+        assert_eq!((stats.snapshot_frames, stats.batches), (2, 1));
+        assert!(!old.exists());
         // A second snapshot replaces the first.
         let point = log.snapshot_point().unwrap();
         let m = point.segment();
         write_snapshot(point, vec![b"state3".to_vec()]).unwrap();
-        let snaps: Vec<_> = files(tmp.path())
-            .into_iter()
-            .filter(|f| f.starts_with("snapshot-"))
-            .collect();
-        assert_eq!(snaps, [format!("snapshot-{m:020}.snap")]);
+        assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{m:020}.snap")]);
         drop(log);
         assert_eq!(open_all(tmp.path(), 20).2, ["S:state3"]);
     }
 
     #[test]
-    fn stale_files_left_by_a_crash_are_deleted_at_open() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["x"]);
-        let point = log.snapshot_point().unwrap();
-        let n = point.segment();
-        let old = tmp.path().join(format!("journal-{:020}.log", n - 1));
-        let keep = fs::read(&old).unwrap();
-        write_snapshot(point, vec![b"s".to_vec()]).unwrap();
-        fs::write(&old, keep).unwrap(); // as if the crash came before the deletion
-        drop(log);
-        let (_, _, seen) = open_all(tmp.path(), 1 << 20);
-        assert_eq!(seen, ["S:s"]);
-        assert!(!old.exists());
-    }
-
-    #[test]
     fn interrupted_snapshot_is_ignored_and_removed() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["a"]);
-        let n = log.snapshot_point().unwrap().segment();
-        batches(&mut log, &["b"]);
-        drop(log);
-        let tmp_snap = tmp.path().join(format!("snapshot-{n:020}.tmp"));
+        write(tmp.path(), BIG, &["a"]);
+        let tmp_snap = snapshot_path(tmp.path(), 2, "tmp");
         fs::write(&tmp_snap, b"SMXSNP01 half written").unwrap();
-        let (_, stats, seen) = open_all(tmp.path(), 1 << 20);
-        assert_eq!(seen, ["B:a", "B:b"]);
-        assert_eq!(stats.snapshot_frames, 0);
+        let (_, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!((seen, stats.snapshot_frames), (vec!["B:a".to_string()], 0));
         assert!(!tmp_snap.exists());
     }
 
     #[test]
-    fn torn_tail_of_last_segment_is_truncated_and_appends_after_it_replay() {
+    fn torn_tail_of_last_segment_is_truncated_and_later_appends_replay() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["kept1", "kept2", "torn"]);
+        write(tmp.path(), BIG, &["kept1", "kept2", "torn"]);
+        let file = OpenOptions::new().write(true).open(seg(tmp.path(), 1)).unwrap();
+        file.set_len(8 + 2 * 13 + 10).unwrap();
+        let (mut log, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!(
+            (seen, stats.truncated_bytes),
+            (vec!["B:kept1".to_string(), "B:kept2".into()], 10)
+        );
+        assert_eq!(fs::metadata(seg(tmp.path(), 1)).unwrap().len(), 8 + 2 * 13);
+        log.append(b"after");
+        log.sync().unwrap();
         drop(log);
-        let seg = tmp.path().join(format!("journal-{:020}.log", 1));
-        let len = fs::metadata(&seg).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(len - 2)
-            .unwrap();
-        let (mut log, stats, seen) = open_all(tmp.path(), 1 << 20);
-        assert_eq!(seen, ["B:kept1", "B:kept2"]);
-        assert_eq!(stats.truncated_bytes, 8 + 4 - 2);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), 8 + 2 * 13);
-        batches(&mut log, &["after"]);
-        drop(log);
-        let (_, stats, seen) = open_all(tmp.path(), 1 << 20);
+        let (_, stats, seen) = open_all(tmp.path(), BIG);
         assert_eq!(seen, ["B:kept1", "B:kept2", "B:after"]);
         assert_eq!(stats.truncated_bytes, 0);
     }
@@ -617,34 +571,25 @@ mod tests {
     #[test]
     fn crc_mismatch_and_zero_fill_at_the_tail_are_torn() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["good", "flipped"]);
-        drop(log);
-        let seg = tmp.path().join(format!("journal-{:020}.log", 1));
-        let mut bytes = fs::read(&seg).unwrap();
+        write(tmp.path(), BIG, &["good", "flipped"]);
+        let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         bytes.extend_from_slice(&[0; 64]);
-        fs::write(&seg, bytes).unwrap();
-        let (_, stats, seen) = open_all(tmp.path(), 1 << 20);
-        assert_eq!(seen, ["B:good"]);
-        assert_eq!(stats.truncated_bytes, 8 + 7 + 64);
+        fs::write(seg(tmp.path(), 1), bytes).unwrap();
+        let (_, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!((seen, stats.truncated_bytes), (vec!["B:good".to_string()], 8 + 7 + 64));
     }
 
     #[test]
-    fn damage_in_an_earlier_segment_is_corrupt() {
+    fn damage_before_the_last_segment_is_corrupt() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["first"]);
-        drop(log);
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["second"]);
-        drop(log);
-        let seg = tmp.path().join(format!("journal-{:020}.log", 1));
-        let mut bytes = fs::read(&seg).unwrap();
-        bytes[8 + 8] ^= 0x40; // first payload octet of "first"
-        fs::write(&seg, bytes).unwrap();
-        match JournalLog::open(tmp.path(), 1 << 20, |_| Ok(())) {
-            Err(LogError::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (seg, 8)),
+        write(tmp.path(), BIG, &["first"]);
+        write(tmp.path(), BIG, &["second"]); // segment 2
+        let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
+        bytes[8 + 8] ^= 0x40; // first payload octet
+        fs::write(seg(tmp.path(), 1), bytes).unwrap();
+        match JournalLog::open(tmp.path(), BIG, |_| Ok(())) {
+            Err(LogError::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (seg(tmp.path(), 1), 8)),
             other => panic!("expected Corrupt, got {:?}", other.map(|(_, s)| s)),
         }
     }
@@ -652,36 +597,28 @@ mod tests {
     #[test]
     fn damaged_snapshot_and_missing_segment_are_corrupt() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["a"]);
+        let (mut log, _, _) = open_all(tmp.path(), BIG);
         let point = log.snapshot_point().unwrap();
         let n = point.segment();
         write_snapshot(point, vec![b"state".to_vec()]).unwrap();
         drop(log);
-        drop(open_all(tmp.path(), 1 << 20)); // segment n + 1
-        let snap = tmp.path().join(format!("snapshot-{n:020}.snap"));
+        write(tmp.path(), BIG, &[]); // segment n + 1
+        let open = || JournalLog::open(tmp.path(), BIG, |_| Ok(())).expect_err("must fail");
+        let snap = snapshot_path(tmp.path(), n, "snap");
         let full = fs::read(&snap).unwrap();
         fs::write(&snap, &full[..full.len() - 1]).unwrap();
-        assert!(matches!(
-            JournalLog::open(tmp.path(), 1 << 20, |_| Ok(())),
-            Err(LogError::Corrupt { .. })
-        ));
+        assert!(matches!(open(), LogError::Corrupt { ref path, .. } if *path == snap));
         fs::write(&snap, &full).unwrap();
-        fs::remove_file(tmp.path().join(format!("journal-{n:020}.log"))).unwrap();
-        let err = JournalLog::open(tmp.path(), 1 << 20, |_| Ok(()))
-            .err()
-            .expect("gap must fail");
-        assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+        fs::remove_file(seg(tmp.path(), n)).unwrap();
+        assert!(matches!(open(), LogError::Corrupt { ref path, .. } if *path == seg(tmp.path(), n + 1)));
     }
 
     #[test]
     fn callback_error_stops_open() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        batches(&mut log, &["ok", "bad", "never"]);
-        drop(log);
+        write(tmp.path(), BIG, &["ok", "bad", "never"]);
         let mut seen = 0;
-        let result = JournalLog::open(tmp.path(), 1 << 20, |e| {
+        let result = JournalLog::open(tmp.path(), BIG, |e| {
             seen += 1;
             match e {
                 Entry::Batch(b"bad") => Err("undecodable".to_string()),
@@ -690,17 +627,5 @@ mod tests {
         });
         assert!(matches!(result, Err(LogError::Replay(ref m)) if m == "undecodable"));
         assert_eq!(seen, 2);
-    }
-
-    #[test]
-    fn oversized_payload_fails_the_sync_and_the_log() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), 1 << 20);
-        log.append(&vec![0u8; MAX_FRAME + 1]);
-        assert!(matches!(log.sync(), Err(LogError::Io { .. })));
-        log.append(b"later");
-        assert!(log.sync().is_err());
-        drop(log);
-        assert!(open_all(tmp.path(), 1 << 20).2.is_empty());
     }
 }
