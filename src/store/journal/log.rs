@@ -569,15 +569,19 @@ mod tests {
     }
 
     #[test]
-    fn crc_mismatch_and_zero_fill_at_the_tail_are_torn() {
-        let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), BIG, &["good", "flipped"]);
-        let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
-        *bytes.last_mut().unwrap() ^= 1;
-        bytes.extend_from_slice(&[0; 64]);
-        fs::write(seg(tmp.path(), 1), bytes).unwrap();
-        let (_, stats, seen) = open_all(tmp.path(), BIG);
-        assert_eq!((seen, stats.truncated_bytes), (vec!["B:good".to_string()], 8 + 7 + 64));
+    fn crc_mismatch_or_zero_fill_at_the_tail_is_torn() {
+        let zero_fill = |b: &mut Vec<u8>| b.extend_from_slice(&[0; 64]);
+        let flip = |b: &mut Vec<u8>| *b.last_mut().unwrap() ^= 1;
+        for (damage, kept, dropped) in [(&zero_fill as &dyn Fn(&mut Vec<u8>), 2, 64), (&flip, 1, 8 + 7)] {
+            let tmp = tempfile::tempdir().unwrap();
+            write(tmp.path(), BIG, &["good", "flipped"]);
+            let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
+            damage(&mut bytes);
+            fs::write(seg(tmp.path(), 1), bytes).unwrap();
+            let (_, stats, seen) = open_all(tmp.path(), BIG);
+            assert_eq!(seen, ["B:good", "B:flipped"][..kept]);
+            assert_eq!(stats.truncated_bytes, dropped);
+        }
     }
 
     #[test]
