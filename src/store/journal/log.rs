@@ -1,0 +1,635 @@
+//! The journal's files: numbered append-only segments of CRC-checked frames plus
+//! snapshots that bound replay. Payloads are opaque; the engine above decides what a
+//! batch or a snapshot chunk means.
+//!
+//! Every file is an 8-octet magic, then frames `[u32 LE length][u32 LE crc32 of
+//! payload][payload]`. `snapshot-N.snap` is the whole state as of the start of
+//! `journal-N.log`, so it replaces every segment below N. A crash can only tear the
+//! tail of the segment being written, and only after its last fdatasync (nothing
+//! there was acknowledged): open truncates that tail. Damage anywhere else is
+//! reported, never skipped. Frames are never empty, so a zero length (a zero-filled
+//! tail after a crash) is torn data, not an empty batch.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+const SEGMENT_MAGIC: &[u8; 8] = b"SMXJRN01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SMXSNP01";
+const FRAME_HEADER: u64 = 8;
+/// Longest payload; a larger length field is damage, not a reason to allocate.
+const MAX_FRAME: usize = 1 << 30;
+/// A write buffer grown past this by one huge batch is given back after the sync.
+const KEEP_BUFFER: usize = 16 << 20;
+
+/// One replayed frame.
+pub enum Entry<'a> {
+    /// A chunk of the newest snapshot, in the order written.
+    Snapshot(&'a [u8]),
+    /// A batch appended after the snapshot point, in append order.
+    Batch(&'a [u8]),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("journal i/o on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("journal {path} is corrupt at offset {offset}: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    /// The replay callback refused an entry.
+    #[error("journal replay: {0}")]
+    Replay(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> LogError {
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// `[u32 LE length][u32 LE crc32]` of a frame carrying `payload` (at most [`MAX_FRAME`]).
+fn frame_header(payload: &[u8]) -> [u8; 8] {
+    let mut header = [0u8; 8];
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header
+}
+
+/// What open read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    pub snapshot_frames: u64,
+    pub batches: u64,
+    /// File octets read (snapshot and segments, after truncation).
+    pub bytes: u64,
+    /// Octets dropped from a torn tail of the last segment.
+    pub truncated_bytes: u64,
+}
+
+/// The start of segment `segment`: a snapshot taken now is written for it.
+#[derive(Debug)]
+pub struct SnapshotPoint {
+    dir: PathBuf,
+    segment: u64,
+}
+
+impl SnapshotPoint {
+    /// The segment number N of `snapshot-N.snap`.
+    pub fn segment(&self) -> u64 {
+        self.segment
+    }
+}
+
+/// The appending side of the journal. Not shared: the engine's committer owns it.
+#[derive(Debug)]
+pub struct JournalLog {
+    dir: PathBuf,
+    segment_bytes: u64,
+    segment: u64,
+    file: File,
+    /// Octets in the current segment file (magic included).
+    segment_len: u64,
+    /// Frames appended since the last sync; reused so a batch costs no allocation.
+    buf: Vec<u8>,
+    since_snapshot: u64,
+    /// Why every sync now fails: a write or fdatasync failed (what reached the disk is
+    /// unknown, and a failed fdatasync cannot be retried safely) or a payload was too
+    /// long. Either way the caller's state is ahead of the journal: reopen to recover.
+    failed: Option<String>,
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("journal-{n:020}.log"))
+}
+
+fn snapshot_path(dir: &Path, n: u64, ext: &str) -> PathBuf {
+    dir.join(format!("snapshot-{n:020}.{ext}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Journal files in `dir`: (segments, snapshots, interrupted snapshot temporaries).
+type Listing = (Vec<u64>, Vec<u64>, Vec<PathBuf>);
+
+fn list(dir: &Path) -> Result<Listing, LogError> {
+    let (mut segments, mut snapshots, mut tmps) = (Vec::new(), Vec::new(), Vec::new());
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let number = |prefix: &str, ext: &str| {
+            let digits = name.strip_prefix(prefix)?.strip_suffix(ext)?;
+            (digits.len() == 20).then(|| digits.parse::<u64>().ok()).flatten()
+        };
+        if let Some(n) = number("journal-", ".log") {
+            segments.push(n);
+        } else if let Some(n) = number("snapshot-", ".snap") {
+            snapshots.push(n);
+        } else if number("snapshot-", ".tmp").is_some() {
+            tmps.push(dir.join(name));
+        }
+    }
+    segments.sort_unstable();
+    snapshots.sort_unstable();
+    Ok((segments, snapshots, tmps))
+}
+
+/// Reads every frame of `path`, handing each payload to `each`. Damage is
+/// `Corrupt`, unless `torn_ok` (the last segment): then the scan stops there and
+/// returns the length of the intact prefix (0 when even the magic is incomplete).
+fn scan(
+    path: &Path,
+    magic: &[u8; 8],
+    torn_ok: bool,
+    buf: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]) -> Result<(), LogError>,
+) -> Result<(u64, u64), LogError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let damaged = |offset: u64, reason: &str| {
+        if torn_ok {
+            Ok((offset, len))
+        } else {
+            Err(corrupt(path, offset, reason))
+        }
+    };
+    if len < FRAME_HEADER {
+        return damaged(0, "shorter than the magic");
+    }
+    let mut header = [0u8; 8];
+    reader.read_exact(&mut header).map_err(io_err(path))?;
+    if &header != magic {
+        return Err(corrupt(path, 0, "wrong magic"));
+    }
+    let mut offset = FRAME_HEADER;
+    while offset < len {
+        if len - offset < FRAME_HEADER {
+            return damaged(offset, "short frame header");
+        }
+        reader.read_exact(&mut header).map_err(io_err(path))?;
+        let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if size == 0 {
+            return damaged(offset, "zero-length frame");
+        }
+        if size > MAX_FRAME {
+            return damaged(offset, &format!("frame length {size} over 1 GiB"));
+        }
+        if len - offset - FRAME_HEADER < size as u64 {
+            return damaged(offset, "frame runs past the end of the file");
+        }
+        buf.resize(size, 0);
+        reader.read_exact(buf).map_err(io_err(path))?;
+        if crc32fast::hash(buf) != crc {
+            return damaged(offset, "crc mismatch");
+        }
+        each(buf)?;
+        offset += FRAME_HEADER + size as u64;
+    }
+    Ok((len, len))
+}
+
+/// Creates segment `n` with its magic, durable (file and directory entry).
+fn create_segment(dir: &Path, n: u64) -> Result<File, LogError> {
+    let path = segment_path(dir, n);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.write_all(SEGMENT_MAGIC)
+        .and_then(|()| file.sync_data())
+        .map_err(io_err(&path))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn remove(path: &Path) -> Result<(), LogError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes what snapshot `n` replaces: segments below `n` and older snapshots.
+fn remove_replaced(dir: &Path, n: u64) -> Result<(), LogError> {
+    let (segments, snapshots, _) = list(dir)?;
+    for s in segments.into_iter().filter(|&s| s < n) {
+        remove(&segment_path(dir, s))?;
+    }
+    for s in snapshots.into_iter().filter(|&s| s < n) {
+        remove(&snapshot_path(dir, s, "snap"))?;
+    }
+    sync_dir(dir)
+}
+
+impl JournalLog {
+    /// Opens (creating `dir` if needed) and replays: the newest snapshot's frames as
+    /// [`Entry::Snapshot`], then every segment from that snapshot's N on as
+    /// [`Entry::Batch`]. A torn tail of the last segment is truncated; damage anywhere
+    /// else, or a missing segment, is [`LogError::Corrupt`]. Files the snapshot replaces
+    /// are deleted only after a complete replay. Appends then go to a new segment.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        mut f: impl FnMut(Entry<'_>) -> Result<(), String>,
+    ) -> Result<(JournalLog, ReplayStats), LogError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let (segments, snapshots, tmps) = list(dir)?;
+        for tmp in &tmps {
+            remove(tmp)?;
+        }
+        let mut stats = ReplayStats::default();
+        let mut buf = Vec::new();
+        let base = snapshots.last().copied();
+        if let Some(n) = base {
+            let path = snapshot_path(dir, n, "snap");
+            let (len, _) = scan(&path, SNAPSHOT_MAGIC, false, &mut buf, |p| {
+                stats.snapshot_frames += 1;
+                f(Entry::Snapshot(p)).map_err(LogError::Replay)
+            })?;
+            stats.bytes += len;
+        }
+        let live: Vec<u64> = segments.iter().copied().filter(|&s| s >= base.unwrap_or(0)).collect();
+        let mut expected = base.unwrap_or(1);
+        let mut since_snapshot = 0;
+        for (i, &n) in live.iter().enumerate() {
+            let path = segment_path(dir, n);
+            if n != expected {
+                return Err(corrupt(&path, 0, format!("segment {expected} is missing before it")));
+            }
+            expected = n + 1;
+            let last = i + 1 == live.len();
+            let (valid, len) = scan(&path, SEGMENT_MAGIC, last, &mut buf, |p| {
+                stats.batches += 1;
+                f(Entry::Batch(p)).map_err(LogError::Replay)
+            })?;
+            if valid < len {
+                let dropped = len - valid;
+                tracing::warn!(path = %path.display(), offset = valid, dropped, "truncating torn journal tail");
+                let keep = valid.max(FRAME_HEADER);
+                let mut file = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                file.set_len(valid)
+                    .and_then(|()| file.write_all(&SEGMENT_MAGIC[..(keep - valid) as usize])) // a torn magic
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_err(&path))?;
+                stats.truncated_bytes += dropped;
+                stats.bytes += keep;
+                since_snapshot += keep;
+            } else {
+                stats.bytes += len;
+                since_snapshot += len;
+            }
+        }
+        if let Some(n) = base {
+            remove_replaced(dir, n)?;
+        }
+        let segment = live.last().map_or(base.unwrap_or(1), |&last| last + 1);
+        let file = create_segment(dir, segment)?;
+        let log = JournalLog {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            segment,
+            file,
+            segment_len: FRAME_HEADER,
+            buf: Vec::new(),
+            since_snapshot,
+            failed: None,
+        };
+        Ok((log, stats))
+    }
+
+    /// Adds one frame to the write buffer (no I/O). An empty payload carries nothing
+    /// and is not written. A payload over 1 GiB makes the next [`sync`](Self::sync) fail.
+    pub fn append(&mut self, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        if payload.len() > MAX_FRAME {
+            return self.fail(format!("a payload of {} octets is over 1 GiB", payload.len()));
+        }
+        self.buf.extend_from_slice(&frame_header(payload));
+        self.buf.extend_from_slice(payload);
+    }
+
+    /// Writes the buffer (one write, one fdatasync), then rotates if the segment has
+    /// reached `segment_bytes`. Returns the octets written. After an error every later
+    /// sync fails too: reopen to recover what is durable.
+    pub fn sync(&mut self) -> Result<u64, LogError> {
+        let path = segment_path(&self.dir, self.segment);
+        if let Some(reason) = &self.failed {
+            let source = io::Error::other(format!("journal failed earlier ({reason}); reopen it"));
+            return Err(LogError::Io { path, source });
+        }
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        let written = self.buf.len() as u64;
+        if let Err(e) = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data()) {
+            self.fail(format!("write or fdatasync: {e}"));
+            return Err(io_err(&path)(e));
+        }
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(KEEP_BUFFER / 16);
+        }
+        self.segment_len += written;
+        self.since_snapshot += written;
+        if self.segment_len >= self.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(written)
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.failed.get_or_insert(reason);
+        self.buf.clear();
+    }
+
+    fn rotate(&mut self) -> Result<(), LogError> {
+        let created = create_segment(&self.dir, self.segment + 1);
+        self.file = created.inspect_err(|e| self.fail(format!("rotation: {e}")))?;
+        self.segment += 1;
+        self.segment_len = FRAME_HEADER;
+        Ok(())
+    }
+
+    /// Octets written since the last snapshot point (since open: the replayed segments).
+    pub fn bytes_since_snapshot(&self) -> u64 {
+        self.since_snapshot
+    }
+
+    /// Syncs and moves appends to a fresh segment N (the current one if it is still
+    /// empty). The caller serialises its state as of now and passes it, with the point,
+    /// to [`write_snapshot`] while appends go on in segment N.
+    pub fn snapshot_point(&mut self) -> Result<SnapshotPoint, LogError> {
+        self.sync()?;
+        if self.segment_len > FRAME_HEADER {
+            self.rotate()?;
+        }
+        self.since_snapshot = 0;
+        Ok(SnapshotPoint {
+            dir: self.dir.clone(),
+            segment: self.segment,
+        })
+    }
+}
+
+/// Writes `snapshot-N.snap` from `chunks` (one frame each; empty ones are skipped)
+/// through a fsynced `.tmp` renamed into place, then deletes the segments below N and
+/// older snapshots. Runs safely beside the [`JournalLog`] appending to segment N or later.
+/// Returns the snapshot's size in octets.
+pub fn write_snapshot(point: SnapshotPoint, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<u64, LogError> {
+    let (dir, n) = (point.dir, point.segment);
+    let tmp = snapshot_path(&dir, n, "tmp");
+    let write = || -> io::Result<u64> {
+        let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        out.write_all(SNAPSHOT_MAGIC)?;
+        let mut len = FRAME_HEADER;
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            if chunk.len() > MAX_FRAME {
+                let reason = format!("snapshot chunk of {} octets over 1 GiB", chunk.len());
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+            }
+            out.write_all(&frame_header(&chunk))?;
+            out.write_all(&chunk)?;
+            len += FRAME_HEADER + chunk.len() as u64;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(len)
+    };
+    let len = match write() {
+        Ok(len) => len,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp)(e));
+        }
+    };
+    let path = snapshot_path(&dir, n, "snap");
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(&dir)?;
+    remove_replaced(&dir, n)?;
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: u64 = 1 << 20;
+
+    /// Opens `dir`, returning the replayed entries as `S:chunk` / `B:batch` strings.
+    fn open_all(dir: &Path, segment_bytes: u64) -> (JournalLog, ReplayStats, Vec<String>) {
+        let mut seen = Vec::new();
+        let (log, stats) = JournalLog::open(dir, segment_bytes, |e| {
+            seen.push(match e {
+                Entry::Snapshot(p) => format!("S:{}", String::from_utf8_lossy(p)),
+                Entry::Batch(p) => format!("B:{}", String::from_utf8_lossy(p)),
+            });
+            Ok(())
+        })
+        .expect("open");
+        (log, stats, seen)
+    }
+
+    /// Appends and syncs each batch, then closes the log.
+    fn write(dir: &Path, segment_bytes: u64, names: &[&str]) {
+        let (mut log, _, _) = open_all(dir, segment_bytes);
+        for name in names {
+            log.append(name.as_bytes());
+            log.sync().unwrap();
+        }
+    }
+
+    fn files(dir: &Path, prefix: &str) -> Vec<String> {
+        let names = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        let mut names: Vec<String> = names.filter(|n| n.starts_with(prefix)).collect();
+        names.sort();
+        names
+    }
+
+    fn seg(dir: &Path, n: u64) -> PathBuf {
+        segment_path(dir, n)
+    }
+
+    #[test]
+    fn empty_dir_opens_and_starts_segment_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("j");
+        let (log, stats, seen) = open_all(&dir, BIG);
+        assert_eq!(
+            (stats, seen.len(), log.bytes_since_snapshot()),
+            (ReplayStats::default(), 0, 0)
+        );
+        assert_eq!(files(&dir, ""), [format!("journal-{:020}.log", 1)]);
+    }
+
+    #[test]
+    fn batches_round_trip_across_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open_all(tmp.path(), BIG);
+        log.append(b"a");
+        log.append(b"");
+        log.append(b"bb");
+        assert_eq!(log.sync().unwrap(), 8 + 1 + 8 + 2);
+        log.append(b"never synced");
+        drop(log);
+        let (log, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!(seen, ["B:a", "B:bb"]);
+        assert_eq!((stats.batches, stats.bytes, log.bytes_since_snapshot()), (2, 27, 27));
+        assert_eq!(log.segment, 2);
+    }
+
+    #[test]
+    fn rotation_by_size_and_replay_across_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), 30, &["one", "two", "three", "four", "five"]);
+        // magic + two ~12-octet frames reach 30: at least three segments.
+        assert!(files(tmp.path(), "journal-").len() >= 3);
+        let (_, stats, seen) = open_all(tmp.path(), 30);
+        assert_eq!(seen, ["B:one", "B:two", "B:three", "B:four", "B:five"]);
+        assert_eq!(stats.batches, 5);
+    }
+
+    #[test]
+    fn snapshot_replays_first_and_replaces_older_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open_all(tmp.path(), 20);
+        for b in ["old1", "old2", "old3", "at-point"] {
+            log.append(b.as_bytes());
+        }
+        let point = log.snapshot_point().unwrap();
+        let n = point.segment();
+        assert_eq!(log.bytes_since_snapshot(), 0);
+        log.append(b"new1");
+        log.sync().unwrap();
+        let old = seg(tmp.path(), n - 1);
+        let old_bytes = fs::read(&old).unwrap();
+        let written = write_snapshot(point, vec![b"state1".to_vec(), Vec::new(), b"state2".to_vec()]).unwrap();
+        assert_eq!(written, 8 + 14 + 14);
+        assert_eq!(files(tmp.path(), "journal-")[0], format!("journal-{n:020}.log"));
+        assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{n:020}.snap")]);
+        drop(log);
+        fs::write(&old, old_bytes).unwrap(); // as if a crash came before the deletion
+        let (mut log, stats, seen) = open_all(tmp.path(), 20);
+        assert_eq!(seen, ["S:state1", "S:state2", "B:new1"]);
+        assert_eq!((stats.snapshot_frames, stats.batches), (2, 1));
+        assert!(!old.exists());
+        // A second snapshot replaces the first.
+        let point = log.snapshot_point().unwrap();
+        let m = point.segment();
+        write_snapshot(point, vec![b"state3".to_vec()]).unwrap();
+        assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{m:020}.snap")]);
+        drop(log);
+        assert_eq!(open_all(tmp.path(), 20).2, ["S:state3"]);
+    }
+
+    #[test]
+    fn interrupted_snapshot_is_ignored_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), BIG, &["a"]);
+        let tmp_snap = snapshot_path(tmp.path(), 2, "tmp");
+        fs::write(&tmp_snap, b"SMXSNP01 half written").unwrap();
+        let (_, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!((seen, stats.snapshot_frames), (vec!["B:a".to_string()], 0));
+        assert!(!tmp_snap.exists());
+    }
+
+    #[test]
+    fn torn_tail_of_last_segment_is_truncated_and_later_appends_replay() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), BIG, &["kept1", "kept2", "torn"]);
+        let file = OpenOptions::new().write(true).open(seg(tmp.path(), 1)).unwrap();
+        file.set_len(8 + 2 * 13 + 10).unwrap();
+        let (mut log, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!(
+            (seen, stats.truncated_bytes),
+            (vec!["B:kept1".to_string(), "B:kept2".into()], 10)
+        );
+        assert_eq!(fs::metadata(seg(tmp.path(), 1)).unwrap().len(), 8 + 2 * 13);
+        log.append(b"after");
+        log.sync().unwrap();
+        drop(log);
+        let (_, stats, seen) = open_all(tmp.path(), BIG);
+        assert_eq!(seen, ["B:kept1", "B:kept2", "B:after"]);
+        assert_eq!(stats.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn crc_mismatch_or_zero_fill_at_the_tail_is_torn() {
+        let zero_fill = |b: &mut Vec<u8>| b.extend_from_slice(&[0; 64]);
+        let flip = |b: &mut Vec<u8>| *b.last_mut().unwrap() ^= 1;
+        for (damage, kept, dropped) in [(&zero_fill as &dyn Fn(&mut Vec<u8>), 2, 64), (&flip, 1, 8 + 7)] {
+            let tmp = tempfile::tempdir().unwrap();
+            write(tmp.path(), BIG, &["good", "flipped"]);
+            let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
+            damage(&mut bytes);
+            fs::write(seg(tmp.path(), 1), bytes).unwrap();
+            let (_, stats, seen) = open_all(tmp.path(), BIG);
+            assert_eq!(seen, ["B:good", "B:flipped"][..kept]);
+            assert_eq!(stats.truncated_bytes, dropped);
+        }
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_is_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), BIG, &["first"]);
+        write(tmp.path(), BIG, &["second"]); // segment 2
+        let mut bytes = fs::read(seg(tmp.path(), 1)).unwrap();
+        bytes[8 + 8] ^= 0x40; // first payload octet
+        fs::write(seg(tmp.path(), 1), bytes).unwrap();
+        match JournalLog::open(tmp.path(), BIG, |_| Ok(())) {
+            Err(LogError::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (seg(tmp.path(), 1), 8)),
+            other => panic!("expected Corrupt, got {:?}", other.map(|(_, s)| s)),
+        }
+    }
+
+    #[test]
+    fn damaged_snapshot_and_missing_segment_are_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open_all(tmp.path(), BIG);
+        let point = log.snapshot_point().unwrap();
+        let n = point.segment();
+        write_snapshot(point, vec![b"state".to_vec()]).unwrap();
+        drop(log);
+        write(tmp.path(), BIG, &[]); // segment n + 1
+        let open = || JournalLog::open(tmp.path(), BIG, |_| Ok(())).expect_err("must fail");
+        let snap = snapshot_path(tmp.path(), n, "snap");
+        let full = fs::read(&snap).unwrap();
+        fs::write(&snap, &full[..full.len() - 1]).unwrap();
+        assert!(matches!(open(), LogError::Corrupt { ref path, .. } if *path == snap));
+        fs::write(&snap, &full).unwrap();
+        fs::remove_file(seg(tmp.path(), n)).unwrap();
+        assert!(matches!(open(), LogError::Corrupt { ref path, .. } if *path == seg(tmp.path(), n + 1)));
+    }
+
+    #[test]
+    fn callback_error_stops_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), BIG, &["ok", "bad", "never"]);
+        let mut seen = 0;
+        let result = JournalLog::open(tmp.path(), BIG, |e| {
+            seen += 1;
+            match e {
+                Entry::Batch(b"bad") => Err("undecodable".to_string()),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(result, Err(LogError::Replay(ref m)) if m == "undecodable"));
+        assert_eq!(seen, 2);
+    }
+}
