@@ -36,7 +36,10 @@ use bytes::BytesMut;
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use smsmax::{queue::Queue, store::journal::JournalStorage};
+use smsmax::{
+    queue::Queue,
+    store::{embedded::EmbeddedStorage, journal::JournalStorage},
+};
 use smsmax_protocol::{
     pdu::{Bind, BindResp, SubmitSm, SubmitSmResp},
     types::{Address, MessageId},
@@ -75,6 +78,9 @@ struct Args {
     /// `storage.max_batch` of the gateway (most records in one group commit).
     #[arg(long, default_value_t = 4096)]
     max_batch: usize,
+    /// The embedded engine of the gateway: `journal` or `redb`.
+    #[arg(long, default_value = "journal")]
+    engine: String,
     /// Skip the gateway run (only the responder).
     #[arg(long)]
     no_gateway: bool,
@@ -152,9 +158,17 @@ async fn main() -> anyhow::Result<()> {
         let report = report?;
         report.print("gateway");
         // The acknowledged messages are really on disk: reopen and count.
-        let storage = JournalStorage::open(dir.path(), Default::default()).await?;
-        let depth = storage.depth().await?;
-        storage.close().await?;
+        let depth = if args.engine == "redb" {
+            let storage = EmbeddedStorage::open(dir.path(), 1).await?;
+            let depth = storage.depth().await?;
+            storage.close().await?;
+            depth
+        } else {
+            let storage = JournalStorage::open(dir.path(), Default::default()).await?;
+            let depth = storage.depth().await?;
+            storage.close().await?;
+            depth
+        };
         println!("gateway     queue depth after reopening the data directory: {depth}");
         if depth < report.ok {
             bail!("only {depth} messages stored, {} acknowledged", report.ok);
@@ -184,6 +198,7 @@ response_timeout_secs = 30
 [storage]
 data_dir = "{dir}"
 max_batch = {max_batch}
+engine = "{engine}"
 
 [[clients]]
 system_id = "{SYSTEM_ID}"
@@ -197,6 +212,7 @@ throughput = 10000000
         binds = args.binds,
         window = args.window.max(256),
         max_batch = args.max_batch,
+        engine = args.engine,
     );
     let config: smsmax::config::Config = toml::from_str(&text)?;
     config.validate()?;

@@ -10,6 +10,7 @@
 //! reported, never skipped. Frames are never empty, so a zero length (a zero-filled
 //! tail after a crash) is torn data, not an empty batch.
 
+use std::sync::Arc;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -95,7 +96,8 @@ pub struct JournalLog {
     dir: PathBuf,
     segment_bytes: u64,
     segment: u64,
-    file: File,
+    /// Shared with the engine's syncer threads (see [`file`](Self::file)).
+    file: Arc<File>,
     /// Octets in the current segment file (magic included).
     segment_len: u64,
     /// Frames appended since the last sync; reused so a batch costs no allocation.
@@ -296,7 +298,7 @@ impl JournalLog {
             remove_replaced(dir, n)?;
         }
         let segment = live.last().map_or(base.unwrap_or(1), |&last| last + 1);
-        let file = create_segment(dir, segment)?;
+        let file = Arc::new(create_segment(dir, segment)?);
         let log = JournalLog {
             dir: dir.to_path_buf(),
             segment_bytes,
@@ -336,7 +338,7 @@ impl JournalLog {
             return Ok(0);
         }
         let written = self.buf.len() as u64;
-        if let Err(e) = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data()) {
+        if let Err(e) = (&*self.file).write_all(&self.buf).and_then(|()| self.file.sync_data()) {
             self.fail(format!("write or fdatasync: {e}"));
             return Err(io_err(&path)(e));
         }
@@ -352,6 +354,47 @@ impl JournalLog {
         Ok(written)
     }
 
+    /// Writes the buffer (one write) WITHOUT syncing it: the caller makes it
+    /// durable with `sync_data` on [`file`](Self::file), from any thread, and
+    /// several such syncs may run at once (a sync covers every write that
+    /// completed before it began). When the segment is full it is synced here,
+    /// completely, before the next one is started, so a frame is only ever
+    /// waiting for a sync of the current file. Returns the octets written.
+    pub fn write(&mut self) -> Result<u64, LogError> {
+        let path = segment_path(&self.dir, self.segment);
+        if let Some(reason) = &self.failed {
+            let source = io::Error::other(format!("journal failed earlier ({reason}); reopen it"));
+            return Err(LogError::Io { path, source });
+        }
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        let written = self.buf.len() as u64;
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
+            self.fail(format!("write: {e}"));
+            return Err(io_err(&path)(e));
+        }
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(KEEP_BUFFER / 16);
+        }
+        self.segment_len += written;
+        self.since_snapshot += written;
+        if self.segment_len >= self.segment_bytes {
+            if let Err(e) = self.file.sync_data() {
+                self.fail(format!("fdatasync: {e}"));
+                return Err(io_err(&path)(e));
+            }
+            self.rotate()?;
+        }
+        Ok(written)
+    }
+
+    /// The current segment file, for syncing frames written by [`write`](Self::write).
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     fn fail(&mut self, reason: String) {
         self.failed.get_or_insert(reason);
         self.buf.clear();
@@ -359,7 +402,7 @@ impl JournalLog {
 
     fn rotate(&mut self) -> Result<(), LogError> {
         let created = create_segment(&self.dir, self.segment + 1);
-        self.file = created.inspect_err(|e| self.fail(format!("rotation: {e}")))?;
+        self.file = Arc::new(created.inspect_err(|e| self.fail(format!("rotation: {e}")))?);
         self.segment += 1;
         self.segment_len = FRAME_HEADER;
         Ok(())

@@ -57,7 +57,8 @@ mod state;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -317,7 +318,8 @@ impl JournalStorage {
             settings,
             counters: counters.clone(),
             buffer: Vec::new(),
-            failed: None,
+            pipeline: Arc::new(Pipeline::default()),
+            syncers: Vec::new(),
             snapshot: None,
         };
         let handle = std::thread::Builder::new()
@@ -643,6 +645,134 @@ impl Outbox for JournalStorage {
     }
 }
 
+/// Syncs that may run at once. Measured on the development machine's
+/// virtual disk: one `fdatasync` alone takes 3.4–4 ms; two to eight running
+/// at once (on the same file or not) overlap, ~1–2 ms each. With one sync at
+/// a time, a client's window of W messages could never go faster than W per
+/// sync; with several, the next frames need not wait for the previous sync.
+const SYNCERS: usize = 4;
+
+/// Frames written but not yet durable, at most; beyond, the committer waits.
+const MAX_UNSYNCED_FRAMES: usize = 64;
+
+type Answer = (oneshot::Sender<Result<Reply, StorageError>>, Result<Reply, StorageError>);
+
+/// The answers (and new entries) of one written frame, released once it is durable.
+struct Completion {
+    frame: u64,
+    answers: Vec<Answer>,
+    publish: Vec<Publish>,
+}
+
+/// Between the committer, which writes frames, and the syncers, which make
+/// them durable.
+#[derive(Default)]
+struct Progress {
+    /// Frames written (numbered from 1).
+    written: u64,
+    /// The file the last frame is in.
+    file: Option<Arc<std::fs::File>>,
+    /// Frames covered by a sync that has begun.
+    claimed: u64,
+    /// Frames durable.
+    durable: u64,
+    pending: VecDeque<Completion>,
+    /// A sync failed: nothing more becomes durable.
+    failed: Option<String>,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Pipeline {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Pipeline {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
+        self.changed.wait(guard).unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Publishes what became durable, then answers its callers.
+fn complete(state: &Mutex<State>, done: Vec<Completion>) {
+    let publish: Vec<Publish> = done.iter().flat_map(|c| c.publish.iter().cloned()).collect();
+    if !publish.is_empty() {
+        state.lock().unwrap_or_else(|p| p.into_inner()).publish(publish);
+    }
+    for completion in done {
+        for (reply, answer) in completion.answers {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// The callers of frames that can no longer become durable.
+fn fail_all(done: Vec<Completion>, reason: &str) {
+    for completion in done {
+        for (reply, _) in completion.answers {
+            let _ = reply.send(Err(engine(format!("journal sync failed: {reason}"))));
+        }
+    }
+}
+
+/// One syncer thread: syncs the frames written and not yet claimed by
+/// another sync, then releases what became durable.
+fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Counters>) {
+    let mut progress = pipeline.lock();
+    loop {
+        if progress.failed.is_none() && progress.written > progress.claimed {
+            let target = progress.written;
+            progress.claimed = target;
+            let Some(file) = progress.file.clone() else {
+                progress.failed = Some("no journal file to sync".into());
+                continue;
+            };
+            drop(progress);
+            let synced = file.sync_data();
+            progress = pipeline.lock();
+            let done: Vec<Completion> = match synced {
+                Ok(()) => {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    progress.durable = progress.durable.max(target);
+                    let durable = progress.durable;
+                    let mut done = Vec::new();
+                    while progress.pending.front().is_some_and(|c| c.frame <= durable) {
+                        done.extend(progress.pending.pop_front());
+                    }
+                    done
+                }
+                Err(e) => {
+                    let reason = format!("fdatasync: {e}");
+                    tracing::error!(error = %reason, "journal sync failed: the storage stops accepting writes; restart the gateway");
+                    progress.failed = Some(reason.clone());
+                    let all: Vec<Completion> = progress.pending.drain(..).collect();
+                    pipeline.changed.notify_all();
+                    drop(progress);
+                    fail_all(all, &reason);
+                    progress = pipeline.lock();
+                    continue;
+                }
+            };
+            pipeline.changed.notify_all();
+            if !done.is_empty() {
+                drop(progress);
+                complete(&state, done);
+                progress = pipeline.lock();
+            }
+            continue;
+        }
+        if progress.stop {
+            return;
+        }
+        progress = pipeline.wait(progress);
+    }
+}
+
 /// The single writer.
 struct Committer {
     state: Arc<Mutex<State>>,
@@ -654,14 +784,27 @@ struct Committer {
     counters: Arc<Counters>,
     /// The frame being built (reused).
     buffer: Vec<u8>,
-    /// Set by a failed write or sync: every later write fails with it.
-    failed: Option<String>,
+    pipeline: Arc<Pipeline>,
+    syncers: Vec<JoinHandle<()>>,
     /// The snapshot being written in the background, if any.
     snapshot: Option<JoinHandle<Result<u64, LogError>>>,
 }
 
 impl Committer {
     fn run(mut self) {
+        for n in 0..SYNCERS {
+            let (pipeline, state, counters) = (self.pipeline.clone(), self.state.clone(), self.counters.clone());
+            match std::thread::Builder::new()
+                .name(format!("journal-sync-{n}"))
+                .spawn(move || syncer(pipeline, state, counters))
+            {
+                Ok(handle) => self.syncers.push(handle),
+                Err(e) => tracing::error!(error = %e, "journal syncer not started"),
+            }
+        }
+        if self.syncers.is_empty() {
+            self.pipeline.lock().failed = Some("no syncer thread could be started".into());
+        }
         let mut carry: Option<Msg> = None;
         loop {
             let first = match carry.take() {
@@ -703,9 +846,22 @@ impl Committer {
         let _ = self.finish();
     }
 
-    /// The last sync, and the wait for a snapshot being written.
+    /// Waits until every written frame is durable (or the journal failed),
+    /// stops the syncers, and waits for a snapshot being written.
     fn finish(&mut self) -> Result<(), StorageError> {
-        let synced = match &self.failed {
+        let failed = {
+            let mut progress = self.pipeline.lock();
+            while progress.failed.is_none() && progress.durable < progress.written {
+                progress = self.pipeline.wait(progress);
+            }
+            progress.stop = true;
+            self.pipeline.changed.notify_all();
+            progress.failed.clone()
+        };
+        for handle in self.syncers.drain(..) {
+            let _ = handle.join();
+        }
+        let synced = match failed {
             Some(reason) => Err(engine(reason)),
             None => self.journal.sync().map(|_| ()).map_err(log_error),
         };
@@ -731,15 +887,18 @@ impl Committer {
         Ok(state.apply(redo, publish))
     }
 
+    /// Applies a batch, writes its frame and hands its answers to the
+    /// syncers (answered at once when nothing waits for a sync).
     fn commit(&mut self, batch: Vec<Request>) {
-        if let Some(reason) = &self.failed {
+        let failed = self.pipeline.lock().failed.clone();
+        if let Some(reason) = failed {
             for request in batch {
                 let _ = request.reply.send(Err(engine(format!("journal failed earlier: {reason}"))));
             }
             return;
         }
         let n = batch.len() as u64;
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let mut publish = Vec::new();
         let mut records = 0u64;
         let mut pruned = 0u64;
@@ -765,30 +924,58 @@ impl Committer {
                 }
             }
         }
-        if !buffer.is_empty() {
+        let wrote = !buffer.is_empty();
+        if wrote {
             self.journal.append(&buffer);
-            if let Err(e) = self.journal.sync() {
+            if let Err(e) = self.journal.write() {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "journal write failed: the storage stops accepting writes; restart the gateway");
-                self.failed = Some(reason.clone());
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(engine(format!("journal write failed: {reason}"))));
-                }
+                self.pipeline.lock().failed = Some(reason.clone());
+                self.pipeline.changed.notify_all();
+                fail_all(
+                    vec![Completion {
+                        frame: 0,
+                        answers,
+                        publish,
+                    }],
+                    &reason,
+                );
                 self.buffer = buffer;
                 return;
             }
-            self.counters.commits.fetch_add(1, Ordering::Relaxed);
         }
         self.buffer = buffer;
-        if !publish.is_empty() {
-            self.lock().publish(publish);
-        }
         self.counters.write_requests.fetch_add(n, Ordering::Relaxed);
         self.counters.records_written.fetch_add(records, Ordering::Relaxed);
         self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
         self.counters.pruned.fetch_add(pruned, Ordering::Relaxed);
-        for (reply, answer) in answers {
-            let _ = reply.send(answer);
+        let now_durable = {
+            let mut progress = self.pipeline.lock();
+            if wrote {
+                progress.written += 1;
+                progress.file = Some(self.journal.file());
+            }
+            let completion = Completion {
+                frame: progress.written,
+                answers,
+                publish,
+            };
+            // Nothing of this batch (or before it) waits for a sync.
+            let ready = completion.frame <= progress.durable;
+            let now_durable = if ready {
+                Some(completion)
+            } else {
+                progress.pending.push_back(completion);
+                self.pipeline.changed.notify_all();
+                None
+            };
+            while progress.failed.is_none() && progress.pending.len() >= MAX_UNSYNCED_FRAMES {
+                progress = self.pipeline.wait(progress);
+            }
+            now_durable
+        };
+        if let Some(completion) = now_durable {
+            complete(&self.state, vec![completion]);
         }
         self.maybe_snapshot();
     }
@@ -915,7 +1102,8 @@ impl Committer {
             Err(e) => {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "journal rotation failed: the storage stops accepting writes");
-                self.failed = Some(reason);
+                self.pipeline.lock().failed = Some(reason);
+                self.pipeline.changed.notify_all();
                 return;
             }
         };

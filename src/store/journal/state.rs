@@ -54,7 +54,7 @@ struct Slot {
 }
 
 /// An entry that becomes visible once its batch is synced.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum Publish {
     Message(String, u64),
     Outbox(u64),
