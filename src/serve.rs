@@ -88,9 +88,10 @@ async fn open_storage(
             (journal.clone(), journal.clone(), journal)
         }
         (StorageBackend::Embedded, EmbeddedEngine::Redb) => {
-            let redb = EmbeddedStorage::open_with_cache(dir, storage.max_batch, storage.cache_mb.saturating_mul(1 << 20))
-                .await
-                .with_context(|| format!("opening the redb storage in {}", dir.display()))?;
+            let redb =
+                EmbeddedStorage::open_with_cache(dir, storage.max_batch, storage.cache_mb.saturating_mul(1 << 20))
+                    .await
+                    .with_context(|| format!("opening the redb storage in {}", dir.display()))?;
             (redb.clone(), redb.clone(), redb)
         }
     };

@@ -132,7 +132,9 @@ async fn acknowledged_messages_survive_sigkill() {
     assert_eq!(exit.code(), Some(0), "graceful exit on SIGTERM");
 
     // Every acknowledged message is stored and queued exactly once.
-    let storage = JournalStorage::open(&dir.path().join("data"), Default::default()).await.unwrap();
+    let storage = JournalStorage::open(&dir.path().join("data"), Default::default())
+        .await
+        .unwrap();
     assert_eq!(storage.depth().await.unwrap(), MESSAGES as u64);
     let queued = storage.reserve(MESSAGES + 10, Duration::from_secs(60)).await.unwrap();
     let mut seen = std::collections::HashSet::new();

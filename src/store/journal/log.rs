@@ -10,10 +10,10 @@
 //! reported, never skipped. Frames are never empty, so a zero length (a zero-filled
 //! tail after a crash) is torn data, not an empty batch.
 
-use std::sync::Arc;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const SEGMENT_MAGIC: &[u8; 8] = b"SMXJRN01";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SMXSNP01";

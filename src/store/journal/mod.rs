@@ -14,17 +14,22 @@
 //! a few dozen octets appended to a buffer; the disk sees one sequential
 //! write and one `fdatasync` per group commit.
 //!
-//! # Group commit
+//! # Group commit, syncs in parallel
 //!
 //! Writes are requests to one committer thread over a bounded channel, as
 //! in the B-tree engine. The committer drains a batch, applies each request
 //! to the state (deciding its answer: a cancel refused while the relay
 //! holds the message, a duplicate receipt, ...), encodes what it changed as
-//! [`redo::Redo`]s into one journal frame, writes and syncs the frame, and
-//! only then answers every caller and publishes the batch's new queue and
-//! outbox entries (see [`state`]: nothing is handed to the relay or to a
-//! client before it is durable). Because one thread applies every change,
-//! cancel, replace and record_receipt are atomic read-check-writes.
+//! [`redo::Redo`]s into one journal frame and writes the frame (no sync).
+//! Up to [`SYNCERS`] syncer threads make written frames durable, each with
+//! one `fdatasync` covering every frame written before it began; several
+//! run at once, so a frame never waits for a sync that began before it was
+//! written. A frame's callers are answered, and its new queue and outbox
+//! entries published (see [`state`]: nothing is handed to the relay or to a
+//! client before it is durable), once it and every frame before it are
+//! durable. Because one thread applies every change, cancel, replace and
+//! record_receipt are atomic read-check-writes, and the journal's order is
+//! the order changes were applied in.
 //!
 //! A failed write or sync is fatal to the engine: the state in memory may
 //! then be ahead of the disk, and a retried `fsync` can report success for
@@ -40,7 +45,9 @@
 //! oldest first, when the bound is reached; the drop is journaled. When
 //! every record is still in flight and the bound is reached, enqueue fails
 //! with [`StorageError::Full`] (the client gets ESME_RMSGQFUL) instead of
-//! growing without limit.
+//! growing without limit. A record that becomes final also drops its
+//! message text (`short_message`, `tlvs`): nothing sends it any more, and it
+//! is most of a record's memory.
 //!
 //! # Snapshots
 //!
@@ -55,9 +62,9 @@ pub mod log;
 mod redo;
 mod state;
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -148,15 +155,35 @@ enum Op {
     Enqueue(Vec<MessageRecord>),
     Insert(Vec<MessageRecord>),
     Update(String, StateUpdate),
-    Cancel { id: String, system_id: String, at_ms: u64 },
-    Replace { id: String, system_id: String, replacement: Replacement },
+    Cancel {
+        id: String,
+        system_id: String,
+        at_ms: u64,
+    },
+    Replace {
+        id: String,
+        system_id: String,
+        replacement: Replacement,
+    },
     Ack(Vec<String>),
     Settle(String, StateUpdate),
     Retry(String, u64),
-    RecordReceipt { receipt: Box<ReceiptRecord>, update: Option<Box<StateUpdate>>, forward: Vec<OutboxEntry> },
+    RecordReceipt {
+        receipt: Box<ReceiptRecord>,
+        update: Option<Box<StateUpdate>>,
+        forward: Vec<OutboxEntry>,
+    },
     Push(Vec<OutboxEntry>),
-    AckDelivered { system_id: String, ids: Vec<String> },
-    RetryDelivery { system_id: String, id: String, attempts: u32, due_at_ms: u64 },
+    AckDelivered {
+        system_id: String,
+        ids: Vec<String>,
+    },
+    RetryDelivery {
+        system_id: String,
+        id: String,
+        attempts: u32,
+        due_at_ms: u64,
+    },
     Expire(u64),
 }
 
@@ -555,7 +582,9 @@ impl Queue for JournalStorage {
         };
         let (reply, answer) = oneshot::channel();
         let result = match sender.send(Msg::Close(reply)).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(engine("the journal committer stopped"))),
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(engine("the journal committer stopped"))),
             Err(_) => Err(engine("the journal committer stopped")),
         };
         let handle = self.committer.lock().ok().and_then(|mut h| h.take());
@@ -655,7 +684,10 @@ const SYNCERS: usize = 4;
 /// Frames written but not yet durable, at most; beyond, the committer waits.
 const MAX_UNSYNCED_FRAMES: usize = 64;
 
-type Answer = (oneshot::Sender<Result<Reply, StorageError>>, Result<Reply, StorageError>);
+type Answer = (
+    oneshot::Sender<Result<Reply, StorageError>>,
+    Result<Reply, StorageError>,
+);
 
 /// The answers (and new entries) of one written frame, released once it is durable.
 struct Completion {
@@ -878,7 +910,12 @@ impl Committer {
     }
 
     /// Encodes `redo` into the frame and applies it.
-    fn apply(buffer: &mut Vec<u8>, state: &mut State, redo: Redo, publish: &mut Vec<Publish>) -> Result<Applied, String> {
+    fn apply(
+        buffer: &mut Vec<u8>,
+        state: &mut State,
+        redo: Redo,
+        publish: &mut Vec<Publish>,
+    ) -> Result<Applied, String> {
         let encoded = postcard::to_extend(&redo, std::mem::take(buffer)).map_err(|e| format!("encoding: {e}"));
         match encoded {
             Ok(bytes) => *buffer = bytes,
@@ -893,7 +930,9 @@ impl Committer {
         let failed = self.pipeline.lock().failed.clone();
         if let Some(reason) = failed {
             for request in batch {
-                let _ = request.reply.send(Err(engine(format!("journal failed earlier: {reason}"))));
+                let _ = request
+                    .reply
+                    .send(Err(engine(format!("journal failed earlier: {reason}"))));
             }
             return;
         }
@@ -910,7 +949,15 @@ impl Committer {
             let now = now_ms();
             let instant = Instant::now();
             for request in batch {
-                let answer = self.decide(&mut buffer, &mut state, request.op, now, instant, &mut publish, &mut records);
+                let answer = self.decide(
+                    &mut buffer,
+                    &mut state,
+                    request.op,
+                    now,
+                    instant,
+                    &mut publish,
+                    &mut records,
+                );
                 answers.push((request.reply, answer));
             }
             // Retention, in the same frame.
@@ -1134,7 +1181,9 @@ impl Committer {
                         counters.snapshots.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(bytes, "journal snapshot written");
                     }
-                    Err(e) => tracing::error!(error = %e, "journal snapshot failed; the journal since the last one is kept"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal snapshot failed; the journal since the last one is kept")
+                    }
                 }
                 written
             });

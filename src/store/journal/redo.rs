@@ -69,5 +69,8 @@ pub(super) enum Redo {
     /// Snapshot: unmatched receipts, oldest first.
     SnapshotUnmatched(Vec<ReceiptRecord>),
     /// Snapshot: outbox entries with their due time, and the id counter.
-    SnapshotOutbox { next_id: u64, entries: Vec<(OutboxEntry, u64)> },
+    SnapshotOutbox {
+        next_id: u64,
+        entries: Vec<(OutboxEntry, u64)>,
+    },
 }

@@ -22,8 +22,7 @@ use std::time::Instant;
 use super::redo::Redo;
 use crate::queue::outbox::OutboxEntry;
 use crate::store::{
-    ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate,
-    UpstreamMatch,
+    ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, UpstreamMatch,
 };
 
 /// Where a queue (or outbox) entry is.
@@ -109,6 +108,14 @@ struct OutboxSlot {
     place: Place,
 }
 
+/// A record that became final keeps no message text: nothing sends it any
+/// more (no relay, no cancel or replace), and the text is most of what a
+/// record costs in memory while retention keeps it queryable.
+fn retire(record: &mut MessageRecord) {
+    record.short_message = bytes::Bytes::new();
+    record.tlvs = bytes::Bytes::new();
+}
+
 fn outbox_id(n: u64) -> String {
     format!("{n:016x}")
 }
@@ -164,6 +171,7 @@ impl State {
                 if let Some(slot) = self.messages.get_mut(&id) {
                     slot.record.state = MessageState::Deleted;
                     slot.record.updated_at_ms = at_ms;
+                    retire(&mut slot.record);
                     self.finals.push_back((at_ms, id.clone()));
                 }
                 self.queue_remove(&id);
@@ -188,7 +196,12 @@ impl State {
             Redo::AckDelivered { system_id, ids } => {
                 for id in &ids {
                     if let Some(n) = outbox_number(id) {
-                        if self.outbox.entries.get(&n).is_some_and(|s| s.entry.system_id == system_id) {
+                        if self
+                            .outbox
+                            .entries
+                            .get(&n)
+                            .is_some_and(|s| s.entry.system_id == system_id)
+                        {
                             self.outbox_remove(n);
                         }
                     }
@@ -202,7 +215,12 @@ impl State {
                 due_at_ms,
             } => {
                 if let Some(n) = outbox_number(&id) {
-                    if self.outbox.entries.get(&n).is_some_and(|s| s.entry.system_id == system_id) {
+                    if self
+                        .outbox
+                        .entries
+                        .get(&n)
+                        .is_some_and(|s| s.entry.system_id == system_id)
+                    {
                         self.outbox_unindex(n);
                         if let Some(slot) = self.outbox.entries.get_mut(&n) {
                             slot.entry.attempts = attempts;
@@ -382,7 +400,10 @@ impl State {
 
     fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
         let owner = found.id.clone();
-        self.links.entry(upstream.clone()).or_default().insert(key.clone(), found);
+        self.links
+            .entry(upstream.clone())
+            .or_default()
+            .insert(key.clone(), found);
         if let Some(slot) = self.messages.get_mut(&owner) {
             if !slot.links.iter().any(|(u, k)| *u == upstream && *k == key) {
                 slot.links.push((upstream, key));
@@ -425,6 +446,7 @@ impl State {
         }
         record.updated_at_ms = update.at_ms;
         if record.state.is_final() {
+            retire(record);
             self.finals.push_back((update.at_ms, id.to_string()));
         }
         true
