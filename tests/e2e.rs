@@ -251,6 +251,31 @@ async fn every_receipt_comes_back_once_with_our_id() {
     assert_eq!(stats.receipts_acked, 300, "{stats:?}");
 }
 
+/// The same flow on the other embedded engine (`[storage] engine = "redb"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redb_engine_carries_the_same_flow() {
+    let sim = common::start_sim(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path(), &gateway_config(sim.addr.port(), "", ""));
+    config.storage.engine = smsmax::config::EmbeddedEngine::Redb;
+    let running = smsmax::serve::start(config).await.expect("gateway starts");
+    let (handle, inbound) = bind(running.smpp_addr, BindType::Transceiver).await;
+    let collector = Collector::default();
+    let consumer = collector.consume(inbound);
+    let ids = submit_all(&handle, "redb", 0..100).await;
+    collector.expect_exactly_once(&ids).await;
+    handle.unbind().await.expect("unbind");
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    running.stop().await.expect("gateway stops");
+    assert!(
+        dir.path().join(smsmax::store::embedded::FILE_NAME).exists(),
+        "the redb file, not a journal"
+    );
+    let stats = sim.stop().await;
+    assert_eq!(stats.submits_accepted, 100, "{stats:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_before_responses_are_matched() {
     let sim = common::start_sim(|c| c.receipts_before_resp_share = 1.0).await;

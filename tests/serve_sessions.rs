@@ -466,3 +466,28 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     drop((second, fourth));
     running.stop().await.unwrap();
 }
+
+/// The journal engine at its `max_messages` with every record in flight:
+/// the next submit gets ESME_RMSGQFUL, not a silent loss or a crash, and the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_answers_message_queue_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path(), "");
+    config.storage.max_messages = 3;
+    let running = smsmax::serve::start(config).await.expect("gateway starts");
+    let mut esme = bound(running.smpp_addr, "transceiver", "alice").await;
+    for i in 0..3 {
+        let resp = esme
+            .call(Body::SubmitSm(submit_sm("447700900123", &format!("m{i}"))))
+            .await;
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+    }
+    let resp = esme
+        .call(Body::SubmitSm(submit_sm("447700900123", "one too many")))
+        .await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_RMSGQFUL, "{resp:?}");
+    let resp = esme.call(Body::EnquireLink).await;
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "the session goes on");
+    running.stop().await.expect("gateway stops");
+}
