@@ -944,11 +944,14 @@ impl Committer {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
         {
+            // Locked per request, not per batch: readers (the relay's
+            // reserve, the correlator's lookups) run on the tokio workers,
+            // which must not wait for a whole batch of a few thousand.
             let state = self.state.clone();
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             let now = now_ms();
             let instant = Instant::now();
             for request in batch {
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 let answer = self.decide(
                     &mut buffer,
                     &mut state,
@@ -961,6 +964,7 @@ impl Committer {
                 answers.push((request.reply, answer));
             }
             // Retention, in the same frame.
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             let retain_until = now.saturating_sub(self.settings.retain_final.as_millis() as u64);
             let prunable = state.prunable(retain_until, self.settings.max_messages, PRUNE_PER_BATCH);
             if !prunable.is_empty() {
