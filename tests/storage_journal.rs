@@ -12,7 +12,7 @@ use std::time::Duration;
 use smsmax::queue::outbox::Outbox;
 use smsmax::queue::Queue;
 use smsmax::store::journal::{JournalSettings, JournalStorage};
-use smsmax::store::{MessageRecord, MessageState, ReceiptOutcome, StorageError, Store, UpstreamMatch};
+use smsmax::store::{MessageState, ReceiptOutcome, StorageError, Store, UpstreamMatch};
 use storage_contract::{ids, outbox_entry, receipt, record, state_update, submitted, Fixture};
 use tempfile::TempDir;
 
@@ -423,36 +423,24 @@ async fn a_torn_journal_tail_is_cut_off() {
     assert_eq!(storage.depth().await.unwrap(), expected.len() as u64 + 1);
 }
 
-/// A record keeps its text while a part of it may still be sent, and drops
-/// it once every part is with the upstream (or the record is final).
+/// A final record keeps its state, ids and times but not its text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_record_drops_its_text_once_every_part_is_sent() {
+async fn a_final_record_drops_its_text() {
     let dir = TempDir::new().unwrap();
     let storage = open(dir.path(), settings(64)).await;
     let gen = ids();
-    let m = MessageRecord {
-        parts: 2,
-        ..record(gen.next_id(), "esme1")
-    };
+    let m = record(gen.next_id(), "esme1");
     assert!(!m.short_message.is_empty());
     storage.enqueue(vec![m.clone()]).await.unwrap();
-    assert!(storage.update(&m.id, submitted("up1", "k1", 0)).await.unwrap());
-    let one_sent = storage.get(&m.id).await.unwrap().unwrap();
-    assert_eq!(one_sent.short_message, m.short_message, "kept while a part is left");
-    assert!(storage.settle(&m.id, submitted("up1", "k2", 1)).await.unwrap());
-    let all_sent = storage.get(&m.id).await.unwrap().unwrap();
-    assert_eq!(all_sent.state, MessageState::Enroute);
-    assert!(all_sent.short_message.is_empty() && all_sent.tlvs.is_empty());
-
-    let cancelled = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![cancelled.clone()]).await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let outcome = storage.cancel(&cancelled.id, "esme1", now).await.unwrap();
-    assert_eq!(outcome, smsmax::store::ChangeOutcome::Changed);
-    let deleted = storage.get(&cancelled.id).await.unwrap().unwrap();
-    assert_eq!(deleted.state, MessageState::Deleted);
-    assert!(deleted.short_message.is_empty());
+    assert!(storage.settle(&m.id, submitted("up1", "k1", 0)).await.unwrap());
+    let enroute = storage.get(&m.id).await.unwrap().unwrap();
+    assert_eq!(enroute.short_message, m.short_message, "kept while in flight");
+    assert!(storage
+        .update(&m.id, state_update(MessageState::Delivered))
+        .await
+        .unwrap());
+    let done = storage.get(&m.id).await.unwrap().unwrap();
+    assert_eq!(done.state, MessageState::Delivered);
+    assert!(done.short_message.is_empty() && done.tlvs.is_empty());
+    assert_eq!(done.upstream_id, enroute.upstream_id);
 }

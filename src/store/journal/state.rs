@@ -114,9 +114,9 @@ struct OutboxSlot {
     place: Place,
 }
 
-/// A record that is final, or ENROUTE with every part accepted upstream,
-/// keeps no message text: nothing sends it any more (no relay, no cancel or
-/// replace), and the text is a large part of what a record costs in memory.
+/// A record that became final keeps no message text: nothing sends it any
+/// more (no relay, no cancel or replace), and the text is most of what a
+/// record costs in memory while retention keeps it queryable.
 fn retire(record: &mut MessageRecord) {
     record.short_message = bytes::Bytes::new();
     record.tlvs = bytes::Bytes::new();
@@ -454,11 +454,6 @@ impl State {
         if record.state.is_final() {
             retire(record);
             self.finals.push_back((update.at_ms, id.to_string()));
-        } else if record.state == MessageState::Enroute && record.parts_sent >= record.parts.max(1) {
-            // Every part is with the upstream: the text is not sent again,
-            // and messages waiting for their receipts (hours, with some
-            // carriers) are most of what the gateway holds.
-            retire(record);
         }
         true
     }
