@@ -422,25 +422,3 @@ async fn a_torn_journal_tail_is_cut_off() {
     assert!(storage.get(&later.id).await.unwrap().is_some());
     assert_eq!(storage.depth().await.unwrap(), expected.len() as u64 + 1);
 }
-
-/// A final record keeps its state, ids and times but not its text.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_final_record_drops_its_text() {
-    let dir = TempDir::new().unwrap();
-    let storage = open(dir.path(), settings(64)).await;
-    let gen = ids();
-    let m = record(gen.next_id(), "esme1");
-    assert!(!m.short_message.is_empty());
-    storage.enqueue(vec![m.clone()]).await.unwrap();
-    assert!(storage.settle(&m.id, submitted("up1", "k1", 0)).await.unwrap());
-    let enroute = storage.get(&m.id).await.unwrap().unwrap();
-    assert_eq!(enroute.short_message, m.short_message, "kept while in flight");
-    assert!(storage
-        .update(&m.id, state_update(MessageState::Delivered))
-        .await
-        .unwrap());
-    let done = storage.get(&m.id).await.unwrap().unwrap();
-    assert_eq!(done.state, MessageState::Delivered);
-    assert!(done.short_message.is_empty() && done.tlvs.is_empty());
-    assert_eq!(done.upstream_id, enroute.upstream_id);
-}

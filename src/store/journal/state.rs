@@ -114,14 +114,6 @@ struct OutboxSlot {
     place: Place,
 }
 
-/// A record that became final keeps no message text: nothing sends it any
-/// more (no relay, no cancel or replace), and the text is most of what a
-/// record costs in memory while retention keeps it queryable.
-fn retire(record: &mut MessageRecord) {
-    record.short_message = bytes::Bytes::new();
-    record.tlvs = bytes::Bytes::new();
-}
-
 fn outbox_id(n: u64) -> String {
     format!("{n:016x}")
 }
@@ -177,7 +169,6 @@ impl State {
                 if let Some(slot) = self.messages.get_mut(&id) {
                     slot.record.state = MessageState::Deleted;
                     slot.record.updated_at_ms = at_ms;
-                    retire(&mut slot.record);
                     self.finals.push_back((at_ms, id.clone()));
                 }
                 self.queue_remove(&id);
@@ -452,7 +443,6 @@ impl State {
         }
         record.updated_at_ms = update.at_ms;
         if record.state.is_final() {
-            retire(record);
             self.finals.push_back((update.at_ms, id.to_string()));
         }
         true
