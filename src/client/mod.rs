@@ -27,7 +27,7 @@
 //! [`ClientError::Closed`] carrying the [`CloseReason`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc, Mutex, OnceLock,
@@ -46,6 +46,7 @@ use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch, Semaphore},
     task::JoinHandle,
+    time::Instant,
 };
 
 pub use crate::config::BindType;
@@ -242,12 +243,48 @@ impl Responder {
     }
 }
 
+/// What a waiting caller is told.
+enum Reply {
+    Response(Pdu),
+    /// No response by the request's deadline.
+    TimedOut,
+}
+
+/// The requests waiting for their response.
+///
+/// Their response timeout is enforced by the session task, which sleeps
+/// until the earliest deadline and fails what is overdue: a caller waits
+/// on its oneshot alone, so a request costs no timer of its own (a timer
+/// registration and removal per request was a visible share of the CPU of a
+/// busy bind).
+#[derive(Default)]
+struct Pending {
+    /// Waiting callers by sequence number, with their deadline.
+    waiting: HashMap<u32, (Instant, oneshot::Sender<Reply>)>,
+    /// (deadline, sequence number) in the order the requests were made.
+    /// Every request gets the same timeout, so this is deadline order too.
+    /// Entries of answered requests are dropped when they reach the front.
+    deadlines: VecDeque<(Instant, u32)>,
+}
+
+impl Pending {
+    /// Drops the front entries whose request was answered (or replaced).
+    fn skip_answered(&mut self) {
+        while let Some(&(deadline, sequence)) = self.deadlines.front() {
+            if self.waiting.get(&sequence).is_some_and(|(d, _)| *d == deadline) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+    }
+}
+
 /// What the handles and the session task share.
 struct Shared {
     settings: ClientSettings,
     writer: mpsc::Sender<writer::Outgoing>,
-    /// Waiting callers by sequence number.
-    pending: Mutex<HashMap<u32, oneshot::Sender<Pdu>>>,
+    /// Waiting callers.
+    pending: Mutex<Pending>,
     slots: Semaphore,
     next_sequence: AtomicU32,
     closed: OnceLock<CloseReason>,
@@ -274,22 +311,62 @@ impl Shared {
     fn close(&self, reason: CloseReason) {
         let _ = self.closed.set(reason);
         self.slots.close();
-        let waiting: Vec<_> = self.pending().drain().collect();
+        let waiting: Vec<_> = {
+            let mut pending = self.pending();
+            pending.deadlines.clear();
+            pending.waiting.drain().collect()
+        };
         drop(waiting);
         self.closed_tx.send_replace(true);
     }
 
     /// The waiting callers; a poisoned lock is still usable (the map stays consistent).
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Pdu>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take_pending(&self, sequence: u32) -> Option<oneshot::Sender<Pdu>> {
-        self.pending().remove(&sequence)
+    fn take_pending(&self, sequence: u32) -> Option<oneshot::Sender<Reply>> {
+        let mut pending = self.pending();
+        let (_, tx) = pending.waiting.remove(&sequence)?;
+        pending.skip_answered();
+        Some(tx)
     }
 
-    fn insert_pending(&self, sequence: u32, tx: oneshot::Sender<Pdu>) {
-        self.pending().insert(sequence, tx);
+    fn insert_pending(&self, sequence: u32, deadline: Instant) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending();
+        pending.waiting.insert(sequence, (deadline, tx));
+        pending.deadlines.push_back((deadline, sequence));
+        rx
+    }
+
+    /// The earliest deadline of a waiting request.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut pending = self.pending();
+        pending.skip_answered();
+        pending.deadlines.front().map(|&(deadline, _)| deadline)
+    }
+
+    /// Fails the requests whose deadline is `now` or earlier.
+    fn expire(&self, now: Instant) {
+        let mut overdue = Vec::new();
+        {
+            let mut pending = self.pending();
+            pending.skip_answered();
+            while let Some(&(deadline, sequence)) = pending.deadlines.front() {
+                if deadline > now {
+                    break;
+                }
+                pending.deadlines.pop_front();
+                if let Some((_, tx)) = pending.waiting.remove(&sequence) {
+                    overdue.push(tx);
+                }
+                pending.skip_answered();
+            }
+        }
+        for tx in overdue {
+            let _ = tx.send(Reply::TimedOut);
+        }
     }
 
     /// Sends `body` with a fresh sequence number and waits for its
@@ -306,14 +383,13 @@ impl Shared {
         Pdu::new(sequence, body)
             .encode(&mut buf)
             .map_err(|source| ClientError::Encode { command, source })?;
-        let (tx, rx) = oneshot::channel();
-        self.insert_pending(sequence, tx);
+        let deadline = Instant::now() + timeout;
+        let rx = self.insert_pending(sequence, deadline);
         // close() may have drained the map just before the insert.
         if self.closed.get().is_some() {
             self.take_pending(sequence);
             return Err(self.closed_error());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         let sent = tokio::time::timeout_at(deadline, self.writer.send(writer::Outgoing::Frame(buf.freeze()))).await;
         match sent {
             Ok(Ok(())) => {}
@@ -330,8 +406,10 @@ impl Shared {
                 });
             }
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(pdu)) => {
+        // Bounded without a timer of its own: the session task answers
+        // TimedOut at the deadline, or drops the sender when it ends.
+        match rx.await {
+            Ok(Reply::Response(pdu)) => {
                 let got = pdu.command_id();
                 if Some(got) == command.response() || got == CommandId::GenericNack {
                     Ok(pdu)
@@ -339,15 +417,12 @@ impl Shared {
                     Err(ClientError::UnexpectedResponse { command, got })
                 }
             }
-            Ok(Err(_)) => Err(self.closed_error()),
-            Err(_) => {
-                self.take_pending(sequence);
-                Err(ClientError::ResponseTimeout {
-                    command,
-                    sequence,
-                    after: timeout,
-                })
-            }
+            Ok(Reply::TimedOut) => Err(ClientError::ResponseTimeout {
+                command,
+                sequence,
+                after: timeout,
+            }),
+            Err(_) => Err(self.closed_error()),
         }
     }
 }
@@ -530,7 +605,7 @@ where
         slots: Semaphore::new(settings.window),
         settings,
         writer: writer_tx,
-        pending: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Pending::default()),
         next_sequence: AtomicU32::new(0),
         closed: OnceLock::new(),
         closed_tx,

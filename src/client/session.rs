@@ -17,7 +17,7 @@ use tokio::{
 };
 use tokio_util::codec::FramedRead;
 
-use super::{encode, inbound_response, writer::Outgoing, CloseReason, Inbound, Responder, Shared, Stop};
+use super::{encode, inbound_response, writer::Outgoing, CloseReason, Inbound, Reply, Responder, Shared, Stop};
 
 /// The response to one inbound request, once the consumer answers or the
 /// fallback applies.
@@ -94,8 +94,15 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
         mut stop: watch::Receiver<Stop>,
     ) -> (CloseReason, bool) {
         let mut stopping = false;
+        // One sleep for the session, moved as its deadline changes: a new
+        // one per PDU would register and remove a timer per PDU.
+        let sleep = tokio::time::sleep_until(self.next_timer());
+        tokio::pin!(sleep);
         loop {
             let timer = self.next_timer();
+            if sleep.deadline() != timer {
+                sleep.as_mut().reset(timer);
+            }
             tokio::select! {
                 result = &mut *writer => {
                     let reason = match result {
@@ -150,7 +157,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(timer) => {
+                _ = &mut sleep => {
                     match self.on_timer().await {
                         Ok(Some(end)) => return (end, false),
                         Ok(None) => {}
@@ -185,11 +192,15 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
         if let Some((_, deadline)) = self.unbind {
             timer = timer.min(deadline);
         }
+        if let Some(deadline) = self.shared.next_deadline() {
+            timer = timer.min(deadline);
+        }
         timer
     }
 
     async fn on_timer(&mut self) -> Result<Option<CloseReason>, WriterGone> {
         let now = Instant::now();
+        self.shared.expire(now);
         if let Some((sequence, deadline)) = self.unbind {
             if now >= deadline {
                 tracing::warn!(sequence, "no unbind_resp in time; closing anyway");
@@ -231,7 +242,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
             }
             match self.shared.take_pending(sequence) {
                 // The caller may have timed out just now; nothing to do then.
-                Some(waiting) => drop(waiting.send(pdu)),
+                Some(waiting) => drop(waiting.send(Reply::Response(pdu))),
                 None => tracing::debug!(%command, sequence, "response to nothing outstanding"),
             }
             return Ok(None);

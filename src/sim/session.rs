@@ -94,13 +94,20 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         draining: false,
     };
     let opened = Instant::now();
+    // One sleep for the session, moved as its deadline changes: a new one
+    // per PDU would register and remove a timer per PDU.
+    let sleep = tokio::time::sleep_until(session.next_timer(opened).into());
+    tokio::pin!(sleep);
     let end = loop {
         if session.want_pull {
             if let Err(end) = session.pull().await {
                 break end;
             }
         }
-        let timer = session.next_timer(opened);
+        let timer = tokio::time::Instant::from_std(session.next_timer(opened));
+        if sleep.deadline() != timer {
+            sleep.as_mut().reset(timer);
+        }
         let listening = session.bell.is_some() && session.room() > 0 && !session.draining;
         let reading = session.unbind_requested.is_none();
         tokio::select! {
@@ -146,7 +153,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                     },
                 }
             }
-            _ = tokio::time::sleep_until(timer.into()) => {
+            _ = &mut sleep => {
                 if let Some(end) = session.on_timer(opened) {
                     break end;
                 }
@@ -652,6 +659,8 @@ async fn write_pdus(
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
+        // Let the other PDUs of this burst be queued first: one write for them all.
+        tokio::task::yield_now().await;
         let mut next = Some(first);
         while let Some(pdu) = next.take() {
             if let Err(e) = pdu.encode(&mut buf) {
