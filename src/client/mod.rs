@@ -220,7 +220,19 @@ pub struct Inbound {
 /// `inbound_timeout`, makes the session send `inbound_fallback_status`.
 #[derive(Debug)]
 pub struct Responder {
-    tx: oneshot::Sender<CommandStatus>,
+    to: Option<AnswerTo>,
+}
+
+#[derive(Debug)]
+enum AnswerTo {
+    /// The session's table of open inbound requests (see [`session::Answers`]).
+    Session {
+        answers: Arc<session::Answers>,
+        token: u64,
+        fallback: CommandStatus,
+    },
+    /// A bare channel, for consumers tested without a session.
+    Channel(oneshot::Sender<CommandStatus>),
 }
 
 impl Responder {
@@ -228,18 +240,42 @@ impl Responder {
     /// consumers tested without a session.
     pub fn channel() -> (Responder, oneshot::Receiver<CommandStatus>) {
         let (tx, rx) = oneshot::channel();
-        (Responder { tx }, rx)
+        (
+            Responder {
+                to: Some(AnswerTo::Channel(tx)),
+            },
+            rx,
+        )
     }
 
     /// Sends the response with `status`; `false` if it is too late (the
     /// fallback was sent or the session has ended).
-    pub fn respond(self, status: CommandStatus) -> bool {
-        self.tx.send(status).is_ok()
+    pub fn respond(mut self, status: CommandStatus) -> bool {
+        match self.to.take() {
+            Some(AnswerTo::Session { answers, token, .. }) => answers.answer(token, status),
+            Some(AnswerTo::Channel(tx)) => tx.send(status).is_ok(),
+            None => false,
+        }
     }
 
     /// Sends the response with ESME_ROK.
     pub fn ok(self) -> bool {
         self.respond(CommandStatus::ESME_ROK)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        // Unanswered: the fallback goes at once (a bare channel's receiver
+        // sees the sender dropped).
+        if let Some(AnswerTo::Session {
+            answers,
+            token,
+            fallback,
+        }) = self.to.take()
+        {
+            answers.answer(token, fallback);
+        }
     }
 }
 
