@@ -280,6 +280,9 @@ impl Drop for Responder {
 }
 
 /// What a waiting caller is told.
+// Unboxed on purpose: the PDU was sent through the oneshot as is before,
+// and boxing it would add an allocation per response.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     Response(Pdu),
     /// No response by the request's deadline.
@@ -321,6 +324,9 @@ struct Shared {
     writer: mpsc::Sender<writer::Outgoing>,
     /// Waiting callers.
     pending: Mutex<Pending>,
+    /// Rings when a request is made while none was waiting: the session
+    /// task's timer must come forward to its deadline.
+    rearm: tokio::sync::Notify,
     slots: Semaphore,
     next_sequence: AtomicU32,
     closed: OnceLock<CloseReason>,
@@ -371,8 +377,16 @@ impl Shared {
     fn insert_pending(&self, sequence: u32, deadline: Instant) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
         let mut pending = self.pending();
+        // The front is always a waiting request (answered ones are skipped
+        // as they are removed): empty means the session's timer does not
+        // know about any deadline.
+        let first = pending.deadlines.is_empty();
         pending.waiting.insert(sequence, (deadline, tx));
         pending.deadlines.push_back((deadline, sequence));
+        drop(pending);
+        if first {
+            self.rearm.notify_one();
+        }
         rx
     }
 
@@ -415,7 +429,8 @@ impl Shared {
         let command = body.command_id();
         let timeout = self.settings.response_timeout;
         let sequence = self.next_sequence();
-        let mut buf = BytesMut::new();
+        // Room for a typical submit_sm at once, rather than growing in steps.
+        let mut buf = BytesMut::with_capacity(256);
         Pdu::new(sequence, body)
             .encode(&mut buf)
             .map_err(|source| ClientError::Encode { command, source })?;
@@ -537,10 +552,17 @@ impl ClientHandle {
             return Err(shared.closed_error());
         }
         let timeout = shared.settings.response_timeout;
-        let _slot = match tokio::time::timeout(timeout, shared.slots.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(shared.closed_error()),
-            Err(_) => return Err(ClientError::WindowTimeout(timeout)),
+        // A free slot needs no timer; only a full window is waited for.
+        let _slot = match shared.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(shared.closed_error()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(timeout, shared.slots.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(shared.closed_error()),
+                    Err(_) => return Err(ClientError::WindowTimeout(timeout)),
+                }
+            }
         };
         shared.call(body).await
     }
@@ -642,6 +664,7 @@ where
         settings,
         writer: writer_tx,
         pending: Mutex::new(Pending::default()),
+        rearm: tokio::sync::Notify::new(),
         next_sequence: AtomicU32::new(0),
         closed: OnceLock::new(),
         closed_tx,

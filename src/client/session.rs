@@ -271,6 +271,8 @@ impl<R: AsyncRead + Send + Unpin + 'static> Session<R> {
                         }
                     }
                 }
+                // A request was made with nothing waiting: its deadline is the new timer.
+                _ = self.shared.rearm.notified() => {}
                 _ = self.answers.ready.notified() => {
                     if self.send_answered().await.is_err() {
                         return (WriterGone.into(), false);
