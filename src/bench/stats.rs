@@ -155,7 +155,14 @@ impl Hasher for IdHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits depending on the low input bits
+        // only, and the map picks buckets by its low bits: ids that differ
+        // in their last characters would share buckets. splitmix64's
+        // finaliser spreads every input bit over every output bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -175,16 +182,12 @@ struct Tracker {
     unparseable: u64,
 }
 
-/// A 64-bit digest of an id for the duplicate set (a second, different mix
-/// than the maps' own hashing, so that the set's buckets stay spread).
+/// A 64-bit digest of an id for the duplicate set (seeded differently from
+/// the maps' own hashing).
 fn id_hash(id: &str) -> u64 {
     let mut h = IdHasher(0x2545_f491_4f6c_dd1d);
     id.hash(&mut h);
-    // A final avalanche (splitmix64's) so that similar ids differ in every bit.
-    let mut z = h.finish();
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    h.finish()
 }
 
 impl ReceiptTracker {
