@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! ClientHandle::request ──encode──> [writer queue] ──one write per burst──> socket
-//!        ^  (oneshot per sequence number)                                     |
+//!        ^  (oneshot per sequence number, deadline queue)                     |
 //!        +────────── session task (reader loop) <─────────────────────────────+
 //!                          | deliver_sm / data_sm
 //!                          v
@@ -20,6 +20,12 @@
 //! the inbound queue have fixed capacities, and an inbound request the
 //! consumer does not answer within `inbound_timeout` is answered with
 //! `inbound_fallback_status`.
+//!
+//! Both timeouts are kept by the session task from deadline queues (one
+//! timer for the session, moved as the earliest deadline changes), not by a
+//! timer per request: at tens of thousands of PDUs a second, registering and
+//! removing a timer per request and per deliver_sm was a visible share of
+//! the CPU of the bench and of the gateway's upstream binds.
 //!
 //! The session ends on a transport error, an unbind from the peer, a missed
 //! enquire_link_resp, [`ClientHandle::unbind`] or when every handle is
