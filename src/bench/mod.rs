@@ -332,7 +332,11 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
         mix: config.mix,
         limiter,
         counters: Counters::default(),
-        receipts: ReceiptTracker::default(),
+        receipts: if config.receipts {
+            ReceiptTracker::with_capacity(usize::try_from(config.count.unwrap_or(0)).unwrap_or(0))
+        } else {
+            ReceiptTracker::default()
+        },
         receipts_requested: config.receipts,
         mo_received: AtomicU64::new(0),
         latency: std::sync::Mutex::new(stats::histogram().context("latency histogram")?),

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! ClientHandle::request ──encode──> [writer queue] ──one write per burst──> socket
-//!        ^  (oneshot per sequence number)                                     |
+//!        ^  (oneshot per sequence number, deadline queue)                     |
 //!        +────────── session task (reader loop) <─────────────────────────────+
 //!                          | deliver_sm / data_sm
 //!                          v
@@ -21,13 +21,19 @@
 //! consumer does not answer within `inbound_timeout` is answered with
 //! `inbound_fallback_status`.
 //!
+//! Both timeouts are kept by the session task from deadline queues (one
+//! timer for the session, moved as the earliest deadline changes), not by a
+//! timer per request: at tens of thousands of PDUs a second, registering and
+//! removing a timer per request and per deliver_sm was a visible share of
+//! the CPU of the bench and of the gateway's upstream binds.
+//!
 //! The session ends on a transport error, an unbind from the peer, a missed
 //! enquire_link_resp, [`ClientHandle::unbind`] or when every handle is
 //! dropped; pending and later requests then fail with
 //! [`ClientError::Closed`] carrying the [`CloseReason`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc, Mutex, OnceLock,
@@ -46,6 +52,7 @@ use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch, Semaphore},
     task::JoinHandle,
+    time::Instant,
 };
 
 pub use crate::config::BindType;
@@ -219,7 +226,19 @@ pub struct Inbound {
 /// `inbound_timeout`, makes the session send `inbound_fallback_status`.
 #[derive(Debug)]
 pub struct Responder {
-    tx: oneshot::Sender<CommandStatus>,
+    to: Option<AnswerTo>,
+}
+
+#[derive(Debug)]
+enum AnswerTo {
+    /// The session's table of open inbound requests (see [`session::Answers`]).
+    Session {
+        answers: Arc<session::Answers>,
+        token: u64,
+        fallback: CommandStatus,
+    },
+    /// A bare channel, for consumers tested without a session.
+    Channel(oneshot::Sender<CommandStatus>),
 }
 
 impl Responder {
@@ -227,13 +246,22 @@ impl Responder {
     /// consumers tested without a session.
     pub fn channel() -> (Responder, oneshot::Receiver<CommandStatus>) {
         let (tx, rx) = oneshot::channel();
-        (Responder { tx }, rx)
+        (
+            Responder {
+                to: Some(AnswerTo::Channel(tx)),
+            },
+            rx,
+        )
     }
 
     /// Sends the response with `status`; `false` if it is too late (the
     /// fallback was sent or the session has ended).
-    pub fn respond(self, status: CommandStatus) -> bool {
-        self.tx.send(status).is_ok()
+    pub fn respond(mut self, status: CommandStatus) -> bool {
+        match self.to.take() {
+            Some(AnswerTo::Session { answers, token, .. }) => answers.answer(token, status),
+            Some(AnswerTo::Channel(tx)) => tx.send(status).is_ok(),
+            None => false,
+        }
     }
 
     /// Sends the response with ESME_ROK.
@@ -242,12 +270,69 @@ impl Responder {
     }
 }
 
+impl Drop for Responder {
+    fn drop(&mut self) {
+        // Unanswered: the fallback goes at once (a bare channel's receiver
+        // sees the sender dropped).
+        if let Some(AnswerTo::Session {
+            answers,
+            token,
+            fallback,
+        }) = self.to.take()
+        {
+            answers.answer(token, fallback);
+        }
+    }
+}
+
+/// What a waiting caller is told.
+// Unboxed on purpose: the PDU was sent through the oneshot as is before,
+// and boxing it would add an allocation per response.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Response(Pdu),
+    /// No response by the request's deadline.
+    TimedOut,
+}
+
+/// The requests waiting for their response.
+///
+/// Their response timeout is enforced by the session task, which sleeps
+/// until the earliest deadline and fails what is overdue: a caller waits
+/// on its oneshot alone, so a request costs no timer of its own (a timer
+/// registration and removal per request was a visible share of the CPU of a
+/// busy bind).
+#[derive(Default)]
+struct Pending {
+    /// Waiting callers by sequence number, with their deadline.
+    waiting: HashMap<u32, (Instant, oneshot::Sender<Reply>)>,
+    /// (deadline, sequence number) in the order the requests were made.
+    /// Every request gets the same timeout, so this is deadline order too.
+    /// Entries of answered requests are dropped when they reach the front.
+    deadlines: VecDeque<(Instant, u32)>,
+}
+
+impl Pending {
+    /// Drops the front entries whose request was answered (or replaced).
+    fn skip_answered(&mut self) {
+        while let Some(&(deadline, sequence)) = self.deadlines.front() {
+            if self.waiting.get(&sequence).is_some_and(|(d, _)| *d == deadline) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+    }
+}
+
 /// What the handles and the session task share.
 struct Shared {
     settings: ClientSettings,
     writer: mpsc::Sender<writer::Outgoing>,
-    /// Waiting callers by sequence number.
-    pending: Mutex<HashMap<u32, oneshot::Sender<Pdu>>>,
+    /// Waiting callers.
+    pending: Mutex<Pending>,
+    /// Rings when a request is made while none was waiting: the session
+    /// task's timer must come forward to its deadline.
+    rearm: tokio::sync::Notify,
     slots: Semaphore,
     next_sequence: AtomicU32,
     closed: OnceLock<CloseReason>,
@@ -274,22 +359,70 @@ impl Shared {
     fn close(&self, reason: CloseReason) {
         let _ = self.closed.set(reason);
         self.slots.close();
-        let waiting: Vec<_> = self.pending().drain().collect();
+        let waiting: Vec<_> = {
+            let mut pending = self.pending();
+            pending.deadlines.clear();
+            pending.waiting.drain().collect()
+        };
         drop(waiting);
         self.closed_tx.send_replace(true);
     }
 
     /// The waiting callers; a poisoned lock is still usable (the map stays consistent).
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Pdu>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take_pending(&self, sequence: u32) -> Option<oneshot::Sender<Pdu>> {
-        self.pending().remove(&sequence)
+    fn take_pending(&self, sequence: u32) -> Option<oneshot::Sender<Reply>> {
+        let mut pending = self.pending();
+        let (_, tx) = pending.waiting.remove(&sequence)?;
+        pending.skip_answered();
+        Some(tx)
     }
 
-    fn insert_pending(&self, sequence: u32, tx: oneshot::Sender<Pdu>) {
-        self.pending().insert(sequence, tx);
+    fn insert_pending(&self, sequence: u32, deadline: Instant) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending();
+        // The front is always a waiting request (answered ones are skipped
+        // as they are removed): empty means the session's timer does not
+        // know about any deadline.
+        let first = pending.deadlines.is_empty();
+        pending.waiting.insert(sequence, (deadline, tx));
+        pending.deadlines.push_back((deadline, sequence));
+        drop(pending);
+        if first {
+            self.rearm.notify_one();
+        }
+        rx
+    }
+
+    /// The earliest deadline of a waiting request.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut pending = self.pending();
+        pending.skip_answered();
+        pending.deadlines.front().map(|&(deadline, _)| deadline)
+    }
+
+    /// Fails the requests whose deadline is `now` or earlier.
+    fn expire(&self, now: Instant) {
+        let mut overdue = Vec::new();
+        {
+            let mut pending = self.pending();
+            pending.skip_answered();
+            while let Some(&(deadline, sequence)) = pending.deadlines.front() {
+                if deadline > now {
+                    break;
+                }
+                pending.deadlines.pop_front();
+                if let Some((_, tx)) = pending.waiting.remove(&sequence) {
+                    overdue.push(tx);
+                }
+                pending.skip_answered();
+            }
+        }
+        for tx in overdue {
+            let _ = tx.send(Reply::TimedOut);
+        }
     }
 
     /// Sends `body` with a fresh sequence number and waits for its
@@ -302,18 +435,18 @@ impl Shared {
         let command = body.command_id();
         let timeout = self.settings.response_timeout;
         let sequence = self.next_sequence();
-        let mut buf = BytesMut::new();
+        // Room for a typical submit_sm at once, rather than growing in steps.
+        let mut buf = BytesMut::with_capacity(256);
         Pdu::new(sequence, body)
             .encode(&mut buf)
             .map_err(|source| ClientError::Encode { command, source })?;
-        let (tx, rx) = oneshot::channel();
-        self.insert_pending(sequence, tx);
+        let deadline = Instant::now() + timeout;
+        let rx = self.insert_pending(sequence, deadline);
         // close() may have drained the map just before the insert.
         if self.closed.get().is_some() {
             self.take_pending(sequence);
             return Err(self.closed_error());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         let sent = tokio::time::timeout_at(deadline, self.writer.send(writer::Outgoing::Frame(buf.freeze()))).await;
         match sent {
             Ok(Ok(())) => {}
@@ -330,8 +463,10 @@ impl Shared {
                 });
             }
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(pdu)) => {
+        // Bounded without a timer of its own: the session task answers
+        // TimedOut at the deadline, or drops the sender when it ends.
+        match rx.await {
+            Ok(Reply::Response(pdu)) => {
                 let got = pdu.command_id();
                 if Some(got) == command.response() || got == CommandId::GenericNack {
                     Ok(pdu)
@@ -339,15 +474,12 @@ impl Shared {
                     Err(ClientError::UnexpectedResponse { command, got })
                 }
             }
-            Ok(Err(_)) => Err(self.closed_error()),
-            Err(_) => {
-                self.take_pending(sequence);
-                Err(ClientError::ResponseTimeout {
-                    command,
-                    sequence,
-                    after: timeout,
-                })
-            }
+            Ok(Reply::TimedOut) => Err(ClientError::ResponseTimeout {
+                command,
+                sequence,
+                after: timeout,
+            }),
+            Err(_) => Err(self.closed_error()),
         }
     }
 }
@@ -426,10 +558,17 @@ impl ClientHandle {
             return Err(shared.closed_error());
         }
         let timeout = shared.settings.response_timeout;
-        let _slot = match tokio::time::timeout(timeout, shared.slots.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(shared.closed_error()),
-            Err(_) => return Err(ClientError::WindowTimeout(timeout)),
+        // A free slot needs no timer; only a full window is waited for.
+        let _slot = match shared.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(shared.closed_error()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(timeout, shared.slots.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(shared.closed_error()),
+                    Err(_) => return Err(ClientError::WindowTimeout(timeout)),
+                }
+            }
         };
         shared.call(body).await
     }
@@ -530,7 +669,8 @@ where
         slots: Semaphore::new(settings.window),
         settings,
         writer: writer_tx,
-        pending: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Pending::default()),
+        rearm: tokio::sync::Notify::new(),
         next_sequence: AtomicU32::new(0),
         closed: OnceLock::new(),
         closed_tx,

@@ -1,5 +1,8 @@
 //! The writer half of a client session: drains a bounded channel of encoded
-//! PDUs and writes every one that is ready with one `write_all`.
+//! PDUs and writes every one that is ready with one `write_all`. Woken by
+//! the first frame of a burst, it yields once before draining, so that the
+//! other tasks woken at the same time (callers whose responses arrived in
+//! one read) queue their frames for the same write.
 //!
 //! PDUs arrive encoded (callers encode their own requests, so an
 //! unencodable body is the caller's error, not the session's).
@@ -35,6 +38,12 @@ pub(super) async fn write_frames<W: AsyncWrite + Unpin>(
         match rx.recv().await {
             Some(Outgoing::Frame(frame)) => buf.extend_from_slice(&frame),
             Some(Outgoing::Close) | None => closing = true,
+        }
+        if !closing {
+            // The callers woken with the one that sent this frame are about
+            // to send theirs: let them run first, so that a burst leaves in
+            // one write rather than one syscall per frame.
+            tokio::task::yield_now().await;
         }
         while !closing && buf.len() < MAX_BATCH_OCTETS {
             match rx.try_recv() {

@@ -369,7 +369,10 @@ impl Inner {
             }
         };
         let attempts = record.attempts.saturating_add(1);
-        for upstream in candidates {
+        let last = candidates.len().saturating_sub(1);
+        // The last candidate takes the submit itself; those before it a copy.
+        let mut sm = Some(sm);
+        for (k, upstream) in candidates.into_iter().enumerate() {
             let Some(pool) = self.pools.get(upstream) else { continue };
             let parts = parts::split(
                 record.data_coding,
@@ -384,7 +387,13 @@ impl Inner {
                     PartsOutcome::FirstNotTaken => continue,
                 }
             }
-            match pool.submit(sm.clone()).await {
+            let submit = match (k == last, sm.as_ref()) {
+                (true, _) => sm.take(),
+                (false, Some(sm)) => Some(sm.clone()),
+                (false, None) => None,
+            };
+            let Some(submit) = submit else { break };
+            match pool.submit(submit).await {
                 Ok(upstream_id) => {
                     tracing::debug!(id, upstream, %upstream_id, "submitted");
                     let style = pool.config().submit_id_style;

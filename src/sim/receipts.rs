@@ -65,7 +65,9 @@ pub(crate) struct Outgoing {
 struct Scheduled {
     due: Instant,
     order: u64,
-    item: Outgoing,
+    /// Boxed: the heap moves its entries on every push and pop, and a
+    /// deliver_sm is a few hundred octets.
+    item: Box<Outgoing>,
 }
 
 impl PartialEq for Scheduled {
@@ -181,7 +183,11 @@ impl Router {
         let due = Instant::now() + delay;
         let earliest = inner.scheduled.peek().is_none_or(|top| due < top.due);
         let order = inner.order;
-        inner.scheduled.push(Scheduled { due, order, item });
+        inner.scheduled.push(Scheduled {
+            due,
+            order,
+            item: Box::new(item),
+        });
         drop(inner);
         if earliest {
             self.timer.notify_one();
@@ -233,7 +239,7 @@ impl Router {
                 break;
             };
             let system_id = item.system_id.clone();
-            inner.outbox(&system_id).ready.push_back(item);
+            inner.outbox(&system_id).ready.push_back(*item);
             if !rung.contains(&system_id) {
                 rung.push(system_id);
             }

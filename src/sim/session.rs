@@ -46,6 +46,8 @@ const MAX_BATCH_OCTETS: usize = 64 * 1024;
 const MAX_HELD_ANSWERS: usize = 4096;
 /// How long a shutdown waits for the ESME's unbind_resp.
 const UNBIND_WAIT: Duration = Duration::from_secs(1);
+/// How long a bound session with nothing outstanding sleeps at most.
+const IDLE_TIMER: Duration = Duration::from_secs(3600);
 /// Our system_id in bind responses.
 const SC_SYSTEM_ID: &str = "smsmaxsim";
 
@@ -92,15 +94,24 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         answers: FuturesUnordered::new(),
         unbind_requested: None,
         draining: false,
+        window_deadline: None,
+        idle_until: Instant::now() + IDLE_TIMER,
     };
     let opened = Instant::now();
+    // One sleep for the session, moved as its deadline changes: a new one
+    // per PDU would register and remove a timer per PDU.
+    let sleep = tokio::time::sleep_until(session.next_timer(opened).into());
+    tokio::pin!(sleep);
     let end = loop {
         if session.want_pull {
             if let Err(end) = session.pull().await {
                 break end;
             }
         }
-        let timer = session.next_timer(opened);
+        let timer = tokio::time::Instant::from_std(session.next_timer(opened));
+        if sleep.deadline() != timer {
+            sleep.as_mut().reset(timer);
+        }
         let listening = session.bell.is_some() && session.room() > 0 && !session.draining;
         let reading = session.unbind_requested.is_none();
         tokio::select! {
@@ -146,7 +157,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                     },
                 }
             }
-            _ = tokio::time::sleep_until(timer.into()) => {
+            _ = &mut sleep => {
                 if let Some(end) = session.on_timer(opened) {
                     break end;
                 }
@@ -203,6 +214,15 @@ struct Session {
     unbind_requested: Option<u32>,
     /// The simulator is stopping.
     draining: bool,
+    /// No later than the earliest deadline in `window` (it may be earlier:
+    /// an answered request's; the timer then finds nothing due and looks
+    /// again). Asking the window each time the loop turns walks every
+    /// outstanding request.
+    window_deadline: Option<Instant>,
+    /// When a bound session with nothing outstanding wakes anyway; moved on
+    /// when it does (reading the clock each time the loop turns was a share
+    /// of the sim's CPU).
+    idle_until: Instant,
 }
 
 impl Session {
@@ -226,13 +246,19 @@ impl Session {
         let base = match self.state {
             State::Open => opened + self.shared.config.bind_timeout,
             // Nothing to time out on a bound session but its requests.
-            State::Bound(_) => Instant::now() + Duration::from_secs(3600),
+            State::Bound(_) => self.idle_until,
         };
-        self.window.next_deadline().map_or(base, |d| d.min(base))
+        self.window_deadline.map_or(base, |d| d.min(base))
+    }
+
+    /// Notes the deadline of a request just opened in the window.
+    fn opened(&mut self, deadline: Instant) {
+        self.window_deadline = Some(self.window_deadline.map_or(deadline, |d| d.min(deadline)));
     }
 
     fn on_timer(&mut self, opened: Instant) -> Option<End> {
         let now = Instant::now();
+        self.idle_until = now + IDLE_TIMER;
         for (sequence, pending) in self.window.expire(now) {
             match pending.command_id {
                 CommandId::Unbind => return Some(End::Shutdown),
@@ -244,6 +270,7 @@ impl Session {
                 }
             }
         }
+        self.window_deadline = self.window.next_deadline();
         if self.state == State::Open && now >= opened + self.shared.config.bind_timeout {
             return Some(End::BindTimeout);
         }
@@ -256,8 +283,12 @@ impl Session {
             return Err(End::Shutdown);
         }
         let wait = UNBIND_WAIT.min(self.shared.config.response_timeout);
-        match self.window.open(CommandId::Unbind, Instant::now() + wait) {
-            Some(sequence) => self.send(Pdu::new(sequence, Body::Unbind)).await,
+        let deadline = Instant::now() + wait;
+        match self.window.open(CommandId::Unbind, deadline) {
+            Some(sequence) => {
+                self.opened(deadline);
+                self.send(Pdu::new(sequence, Body::Unbind)).await
+            }
             // Window full of deliver_sm: close without the courtesy.
             None => Err(End::Shutdown),
         }
@@ -280,6 +311,7 @@ impl Session {
                 self.shared.router.requeue(item);
                 continue;
             };
+            self.opened(deadline);
             item.attempts = item.attempts.saturating_add(1);
             if !item.counted {
                 item.counted = true;
@@ -652,6 +684,8 @@ async fn write_pdus(
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
+        // Let the other PDUs of this burst be queued first: one write for them all.
+        tokio::task::yield_now().await;
         let mut next = Some(first);
         while let Some(pdu) = next.take() {
             if let Err(e) = pdu.encode(&mut buf) {
