@@ -26,16 +26,19 @@ use smsmax_protocol::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{mpsc, oneshot, watch},
+    sync::{
+        mpsc::{self, error::TrySendError},
+        oneshot, watch,
+    },
 };
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use super::{
     auth::BindGuard,
     receivers::{Delivery, DeliveryOutcome, ReceiverGuard},
     validate::{self, MultiDestination},
     window::Window,
-    writer::write_pdus,
+    writer::{write_pdus, Outgoing},
     Gateway,
 };
 use crate::{
@@ -45,14 +48,17 @@ use crate::{
     store::{ChangeOutcome, MessageRecord, Replacement},
 };
 
-/// PDUs waiting for the writer; beyond, the session waits (bounded by the
-/// response timeout) — the client is not reading.
+/// Hand-overs (a PDU, or a batch's answers of at most a window) waiting for
+/// the writer; beyond, the session waits (bounded by the response timeout) —
+/// the client is not reading.
 const WRITER_QUEUE: usize = 1024;
 /// Outbound window slots kept free of deliver_sm, so that an enquire_link
 /// and an unbind can always go out.
 const RESERVED_SLOTS: usize = 2;
 
-type Answer = Pin<Box<dyn Future<Output = Pdu> + Send>>;
+/// The answer(s) to requests in flight: one request, or a batch of submits
+/// stored with one enqueue.
+type Answer = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -87,7 +93,7 @@ where
     let settings = gateway.settings.clone();
     let (read_half, write_half) = tokio::io::split(stream);
     let mut frames = FramedRead::new(read_half, SmppCodec::new(settings.max_command_length));
-    let (tx, rx) = mpsc::channel::<Pdu>(WRITER_QUEUE);
+    let (tx, rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let writer = tokio::spawn(write_pdus(write_half, rx, settings.response_timeout));
     let delivery_window = gateway.deliveries.as_ref().map_or(0, |d| d.window());
 
@@ -100,6 +106,8 @@ where
         system_id: Arc::from(""),
         outbound: Window::new(delivery_window + RESERVED_SLOTS),
         in_flight: FuturesUnordered::new(),
+        outstanding: 0,
+        batch: Batch::default(),
         receiver: None,
         deliveries: None,
         delivering: HashMap::new(),
@@ -109,17 +117,26 @@ where
         unbind_sent: false,
     };
     let opened = Instant::now();
-    let mut last_heard = Instant::now();
+    let mut last_heard = opened;
+    // One timer for the session's life. It is moved earlier when something
+    // needs an earlier wake-up, but not later on every frame (that would be
+    // a timer-wheel update per read): a wake-up that finds nothing due just
+    // sets it again.
+    let timer = tokio::time::sleep_until(session.next_timer(opened, last_heard, &settings).into());
+    tokio::pin!(timer);
     let end = loop {
-        let now = Instant::now();
-        let timer = session.next_timer(opened, last_heard, &settings);
+        let next = session.next_timer(opened, last_heard, &settings);
+        if next < timer.deadline().into_std() {
+            timer.as_mut().reset(next.into());
+        }
         // Stop reading requests while draining for unbind; keep reading
         // during a server shutdown to see the client's unbind_resp.
         let reading = session.unbind_requested.is_none();
         let taking = session.takes_deliveries();
         tokio::select! {
             Some(answer) = session.in_flight.next(), if !session.in_flight.is_empty() => {
-                if session.send(answer).await.is_err() {
+                session.outstanding = session.outstanding.saturating_sub(answer.len());
+                if session.send_out(answer).await.is_err() {
                     break End::WriterGone;
                 }
             }
@@ -134,33 +151,31 @@ where
             }
             frame = frames.next(), if reading => {
                 last_heard = Instant::now();
-                match frame {
-                    None => break End::PeerClosed,
-                    Some(Err(e)) => {
-                        // The stream cannot be re-framed: say why, then close.
-                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "stream cannot be re-framed");
-                        let _ = session.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
-                        break End::Framing;
-                    }
-                    Some(Ok(Err(e))) => {
-                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "malformed PDU");
-                        if let Some(answer) = e.response() {
-                            if session.send(answer).await.is_err() {
-                                break End::WriterGone;
-                            }
-                        }
-                    }
-                    Some(Ok(Ok(pdu))) => {
-                        match session.on_pdu(pdu).await {
-                            Ok(Some(end)) => break end,
-                            Ok(None) => {}
-                            Err(()) => break End::WriterGone,
-                        }
+                let Some(frame) = frame else {
+                    break End::PeerClosed;
+                };
+                let mut outcome = session.on_frame(frame).await;
+                // Whole frames already in the read buffer are taken in the
+                // same turn, so that their submits share one enqueue and one
+                // hand-over to the writer; the rest waits for the next read.
+                while matches!(outcome, Ok(None)) && session.unbind_requested.is_none() {
+                    let mut codec = *frames.decoder();
+                    match codec.decode(frames.read_buffer_mut()).transpose() {
+                        None => break,
+                        Some(frame) => outcome = session.on_frame(frame).await,
                     }
                 }
+                session.flush_batch();
+                match outcome {
+                    Ok(Some(end)) => break end,
+                    Ok(None) => {}
+                    Err(()) => break End::WriterGone,
+                }
             }
-            _ = tokio::time::sleep_until(timer.into()) => {
-                match session.on_timer(now, opened, last_heard, &settings).await {
+            () = &mut timer => {
+                let outcome = session.on_timer(Instant::now(), opened, last_heard, &settings).await;
+                timer.as_mut().reset(session.next_timer(opened, last_heard, &settings).into());
+                match outcome {
                     Ok(Some(end)) => break end,
                     Ok(None) => {}
                     Err(()) => break End::WriterGone,
@@ -199,13 +214,18 @@ where
 struct Session {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
-    tx: mpsc::Sender<Pdu>,
+    tx: mpsc::Sender<Outgoing>,
     state: State,
     guard: Option<BindGuard>,
     /// Shared with each request's answer future: a clone is a reference count.
     system_id: Arc<str>,
     outbound: Window,
     in_flight: FuturesUnordered<Answer>,
+    /// Requests taken and not answered yet (in `in_flight` or `batch`): the
+    /// client's window bounds this.
+    outstanding: usize,
+    /// Submits validated in this turn, stored together when it ends.
+    batch: Batch,
     /// Sequence number of the client's unbind, answered once in-flight work is done.
     unbind_requested: Option<u32>,
     /// The server is shutting down.
@@ -219,6 +239,45 @@ struct Session {
     delivering: HashMap<u32, oneshot::Sender<DeliveryOutcome>>,
     /// Most deliver_sm awaiting a response at once.
     delivery_window: usize,
+}
+
+/// Submits (submit_sm, data_sm) read in one turn of the session loop:
+/// stored with one [`Queue::enqueue`](crate::queue::Queue::enqueue) call and
+/// answered with one hand-over to the writer, instead of a call, a future and
+/// a timer each.
+#[derive(Default)]
+struct Batch {
+    records: Vec<MessageRecord>,
+    answers: Vec<BatchAnswer>,
+}
+
+/// What answering one submit of a batch takes.
+struct BatchAnswer {
+    sequence: u32,
+    /// `SubmitSmResp` or `DataSmResp`.
+    response_id: CommandId,
+    message_id: MessageId,
+}
+
+impl BatchAnswer {
+    fn accepted(self) -> Pdu {
+        let body: Body = match self.response_id {
+            CommandId::DataSmResp => DataSmResp {
+                message_id: self.message_id,
+                tlvs: Vec::new(),
+            }
+            .into(),
+            _ => SubmitSmResp {
+                message_id: self.message_id,
+            }
+            .into(),
+        };
+        Pdu::new(self.sequence, body)
+    }
+
+    fn failed(self, status: CommandStatus) -> Pdu {
+        Pdu::error_response(self.response_id, self.sequence, status)
+    }
 }
 
 /// The next delivery for a receiving session; never, for any other.
@@ -281,21 +340,77 @@ impl Session {
     }
 
     async fn send(&mut self, pdu: Pdu) -> Result<(), ()> {
-        match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(pdu)).await {
+        self.send_out(Outgoing::One(pdu)).await
+    }
+
+    /// Hands PDUs to the writer; waits (up to the response timeout) only
+    /// when its queue is full, so the common case needs no timer.
+    async fn send_out(&mut self, outgoing: Outgoing) -> Result<(), ()> {
+        let outgoing = match self.tx.try_send(outgoing) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(()),
+            Err(TrySendError::Full(outgoing)) => outgoing,
+        };
+        match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(outgoing)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
+        }
+    }
+
+    /// Starts storing the submits taken in this turn, if any.
+    fn flush_batch(&mut self) {
+        if self.batch.records.is_empty() {
+            return;
+        }
+        let Batch { records, answers } = std::mem::take(&mut self.batch);
+        let gateway = self.gateway.clone();
+        self.in_flight.push(Box::pin(async move {
+            let pdus = match enqueue(&gateway, records).await {
+                Ok(()) => answers.into_iter().map(BatchAnswer::accepted).collect(),
+                Err(status) => answers.into_iter().map(|a| a.failed(status)).collect(),
+            };
+            Outgoing::Batch(pdus)
+        }));
+    }
+
+    /// Handles one framing outcome: a PDU, one that does not decode, or a
+    /// stream that cannot be re-framed. `Ok(Some(end))` ends the session.
+    async fn on_frame(
+        &mut self,
+        frame: Result<Result<Pdu, smsmax_protocol::PduError>, smsmax_protocol::FrameError>,
+    ) -> Result<Option<End>, ()> {
+        match frame {
+            Err(e) => {
+                // The stream cannot be re-framed: say why, then close.
+                tracing::warn!(peer = %self.peer, system_id = %self.system_id, error = %e, "stream cannot be re-framed");
+                let _ = self.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
+                Ok(Some(End::Framing))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %self.peer, system_id = %self.system_id, error = %e, "malformed PDU");
+                if let Some(answer) = e.response() {
+                    self.send(answer).await?;
+                }
+                Ok(None)
+            }
+            Ok(Ok(pdu)) => self.on_pdu(pdu).await,
         }
     }
 
     /// When the loop must wake up if nothing arrives.
     fn next_timer(&self, opened: Instant, last_heard: Instant, settings: &super::SessionSettings) -> Instant {
         let base = match self.state {
-            State::Open => opened + settings.bind_timeout,
-            State::Bound(_) => last_heard + settings.enquire_link_interval,
+            State::Open => Some(opened + settings.bind_timeout),
+            // The enquire_link out has its own deadline below; the interval,
+            // passed by now, would only wake the loop again and again.
+            State::Bound(_) if self.outbound.has(CommandId::EnquireLink) => None,
+            State::Bound(_) => Some(last_heard + settings.enquire_link_interval),
         };
-        match self.outbound.next_deadline() {
-            Some(deadline) => base.min(deadline),
-            None => base,
+        match (base, self.outbound.next_deadline()) {
+            (Some(base), Some(deadline)) => base.min(deadline),
+            (Some(at), None) | (None, Some(at)) => at,
+            // Not reached: an enquire_link out has a deadline.
+            (None, None) => last_heard + settings.enquire_link_interval,
         }
     }
 
@@ -376,7 +491,7 @@ impl Session {
                         .map(|_| None);
                 }
                 let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
-                if self.in_flight.len() >= window {
+                if self.outstanding >= window {
                     return self
                         .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
                         .await
@@ -495,34 +610,20 @@ impl Session {
             return Err(());
         };
         let now = now_ms();
-        let answer: Answer = match body {
+        let answer: Pin<Box<dyn Future<Output = Pdu> + Send>> = match body {
             Body::SubmitSm(sm) => {
                 let record = validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                match self.admit(CommandId::SubmitSm, sequence, record, &client).await? {
-                    Some(record) => Box::pin(async move {
-                        accept(&gateway, sequence, record, CommandId::SubmitSmResp, |message_id| {
-                            SubmitSmResp { message_id }.into()
-                        })
-                        .await
-                    }),
-                    None => return Ok(()),
+                if let Some(record) = self.admit(CommandId::SubmitSm, sequence, record, &client).await? {
+                    self.add_to_batch(sequence, CommandId::SubmitSmResp, record);
                 }
+                return Ok(());
             }
             Body::DataSm(sm) => {
                 let record = validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                match self.admit(CommandId::DataSm, sequence, record, &client).await? {
-                    Some(record) => Box::pin(async move {
-                        accept(&gateway, sequence, record, CommandId::DataSmResp, |message_id| {
-                            DataSmResp {
-                                message_id,
-                                tlvs: Vec::new(),
-                            }
-                            .into()
-                        })
-                        .await
-                    }),
-                    None => return Ok(()),
+                if let Some(record) = self.admit(CommandId::DataSm, sequence, record, &client).await? {
+                    self.add_to_batch(sequence, CommandId::DataSmResp, record);
                 }
+                return Ok(());
             }
             Body::SubmitMulti(sm) => {
                 let destinations = match validate::submit_multi(&sm, &system_id, || gateway.ids.next_id(), now) {
@@ -583,8 +684,21 @@ impl Session {
                 return self.refuse(id, sequence, CommandStatus::ESME_RINVCMDID).await;
             }
         };
-        self.in_flight.push(answer);
+        self.outstanding += 1;
+        self.in_flight
+            .push(Box::pin(async move { Outgoing::One(answer.await) }));
         Ok(())
+    }
+
+    /// Takes an admitted submit into this turn's batch.
+    fn add_to_batch(&mut self, sequence: u32, response_id: CommandId, record: MessageRecord) {
+        self.outstanding += 1;
+        self.batch.answers.push(BatchAnswer {
+            sequence,
+            response_id,
+            message_id: message_id(&record.id),
+        });
+        self.batch.records.push(record);
     }
 }
 
@@ -612,21 +726,6 @@ async fn with_timeout<T>(
 /// Durable enqueue: the caller answers only after this returns `Ok`.
 async fn enqueue(gateway: &Gateway, records: Vec<MessageRecord>) -> Result<(), CommandStatus> {
     with_timeout(gateway, gateway.queue.enqueue(records)).await
-}
-
-/// Stores one message and answers with its id (or the storage error).
-async fn accept(
-    gateway: &Gateway,
-    sequence: u32,
-    record: MessageRecord,
-    response_id: CommandId,
-    body: impl FnOnce(MessageId) -> Body,
-) -> Pdu {
-    let id = message_id(&record.id);
-    match enqueue(gateway, vec![record]).await {
-        Ok(()) => Pdu::new(sequence, body(id)),
-        Err(status) => Pdu::error_response(response_id, sequence, status),
-    }
 }
 
 async fn submit_multi_answer(
