@@ -108,6 +108,7 @@ where
         in_flight: FuturesUnordered::new(),
         outstanding: 0,
         batch: Batch::default(),
+        turn_ms: None,
         receiver: None,
         deliveries: None,
         delivering: HashMap::new(),
@@ -165,7 +166,7 @@ where
                         Some(frame) => outcome = session.on_frame(frame).await,
                     }
                 }
-                session.flush_batch();
+                session.end_turn();
                 match outcome {
                     Ok(Some(end)) => break end,
                     Ok(None) => {}
@@ -226,6 +227,8 @@ struct Session {
     outstanding: usize,
     /// Submits validated in this turn, stored together when it ends.
     batch: Batch,
+    /// The wall clock of this turn, once read (see [`Session::turn_ms`]).
+    turn_ms: Option<u64>,
     /// Sequence number of the client's unbind, answered once in-flight work is done.
     unbind_requested: Option<u32>,
     /// The server is shutting down.
@@ -357,8 +360,10 @@ impl Session {
         }
     }
 
-    /// Starts storing the submits taken in this turn, if any.
-    fn flush_batch(&mut self) {
+    /// Ends a turn of the loop: starts storing the submits taken in it, if
+    /// any, and forgets the turn's clock.
+    fn end_turn(&mut self) {
+        self.turn_ms = None;
         if self.batch.records.is_empty() {
             return;
         }
@@ -393,7 +398,11 @@ impl Session {
                 }
                 Ok(None)
             }
-            Ok(Ok(pdu)) => self.on_pdu(pdu).await,
+            Ok(Ok(pdu)) => match self.take_submit(pdu.sequence_number, &pdu.body) {
+                // The common case, decided here before the PDU moves into `on_pdu`'s future.
+                Some(taken) => self.answer_taken(pdu.command_id(), pdu.sequence_number, taken).await,
+                None => self.on_pdu(pdu).await,
+            },
         }
     }
 
@@ -458,6 +467,9 @@ impl Session {
         if id.is_response() {
             return Ok(self.on_response(pdu));
         }
+        if let Some(taken) = self.take_submit(sequence, &pdu.body) {
+            return self.answer_taken(id, sequence, taken).await;
+        }
         match pdu.body {
             Body::BindTransmitter(bind) => self.on_bind(sequence, BindType::Transmitter, bind).await?,
             Body::BindReceiver(bind) => self.on_bind(sequence, BindType::Receiver, bind).await?,
@@ -477,30 +489,26 @@ impl Session {
                 self.send(Pdu::generic_nack(sequence, CommandStatus::ESME_RINVCMDID))
                     .await?;
             }
-            body => {
-                if !self.state.can_transmit() {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS)
-                        .await
-                        .map(|_| None);
-                }
-                if self.draining {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RSYSERR)
-                        .await
-                        .map(|_| None);
-                }
-                let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
-                if self.outstanding >= window {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
-                        .await
-                        .map(|_| None);
-                }
-                self.on_request(sequence, body).await?;
-            }
+            body => match self.may_take_request() {
+                Ok(()) => self.on_request(sequence, body).await?,
+                Err(status) => self.refuse(id, sequence, status).await?,
+            },
         }
         Ok(None)
+    }
+
+    /// Answers a submit that [`Session::take_submit`] refused; one it took is
+    /// answered with its batch.
+    async fn answer_taken(
+        &mut self,
+        id: CommandId,
+        sequence: u32,
+        taken: Result<(), CommandStatus>,
+    ) -> Result<Option<End>, ()> {
+        match taken {
+            Ok(()) => Ok(None),
+            Err(status) => self.refuse(id, sequence, status).await.map(|_| None),
+        }
     }
 
     fn on_response(&mut self, pdu: Pdu) -> Option<End> {
@@ -580,28 +588,6 @@ impl Session {
         }
     }
 
-    /// A validated message that may go on: refused (and answered) when
-    /// validation failed or the client is over its throughput.
-    async fn admit(
-        &mut self,
-        id: CommandId,
-        sequence: u32,
-        record: Result<MessageRecord, CommandStatus>,
-        client: &super::auth::Client,
-    ) -> Result<Option<MessageRecord>, ()> {
-        let record = match record {
-            Ok(record) => record,
-            Err(status) => return self.refuse(id, sequence, status).await.map(|_| None),
-        };
-        if !client.take_throughput(record.parts) {
-            return self
-                .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
-                .await
-                .map(|_| None);
-        }
-        Ok(Some(record))
-    }
-
     /// Starts a transmitter request; its answer is sent when it completes.
     async fn on_request(&mut self, sequence: u32, body: Body) -> Result<(), ()> {
         let gateway = self.gateway.clone();
@@ -609,22 +595,9 @@ impl Session {
         let Some(client) = self.guard.as_ref().map(|g| g.client.clone()) else {
             return Err(());
         };
-        let now = now_ms();
+        let now = self.turn_ms();
+        // submit_sm and data_sm never get here: `take_submit` took them.
         let answer: Pin<Box<dyn Future<Output = Pdu> + Send>> = match body {
-            Body::SubmitSm(sm) => {
-                let record = validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                if let Some(record) = self.admit(CommandId::SubmitSm, sequence, record, &client).await? {
-                    self.add_to_batch(sequence, CommandId::SubmitSmResp, record);
-                }
-                return Ok(());
-            }
-            Body::DataSm(sm) => {
-                let record = validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                if let Some(record) = self.admit(CommandId::DataSm, sequence, record, &client).await? {
-                    self.add_to_batch(sequence, CommandId::DataSmResp, record);
-                }
-                return Ok(());
-            }
             Body::SubmitMulti(sm) => {
                 let destinations = match validate::submit_multi(&sm, &system_id, || gateway.ids.next_id(), now) {
                     Ok(d) => d,
@@ -690,8 +663,53 @@ impl Session {
         Ok(())
     }
 
-    /// Takes an admitted submit into this turn's batch.
-    fn add_to_batch(&mut self, sequence: u32, response_id: CommandId, record: MessageRecord) {
+    /// Whether a request may start now: the bind may transmit, the server
+    /// is not shutting down and the client's window has room.
+    fn may_take_request(&self) -> Result<(), CommandStatus> {
+        if !self.state.can_transmit() {
+            return Err(CommandStatus::ESME_RINVBNDSTS);
+        }
+        if self.draining {
+            return Err(CommandStatus::ESME_RSYSERR);
+        }
+        let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
+        if self.outstanding >= window {
+            return Err(CommandStatus::ESME_RTHROTTLED);
+        }
+        Ok(())
+    }
+
+    /// Decides a submit_sm or data_sm without waiting for anything: taken
+    /// into this turn's batch (`Ok`), or the status to refuse it with.
+    /// `None`: not a submit. Taking the PDU by reference and not being
+    /// `async` keeps the hot path from moving PDUs and records through
+    /// nested futures.
+    fn take_submit(&mut self, sequence: u32, body: &Body) -> Option<Result<(), CommandStatus>> {
+        if !matches!(body, Body::SubmitSm(_) | Body::DataSm(_)) {
+            return None;
+        }
+        Some(self.take_submit_checked(sequence, body))
+    }
+
+    fn take_submit_checked(&mut self, sequence: u32, body: &Body) -> Result<(), CommandStatus> {
+        self.may_take_request()?;
+        let Some(client) = self.guard.as_ref().map(|g| g.client.clone()) else {
+            return Err(CommandStatus::ESME_RINVBNDSTS);
+        };
+        let now = self.turn_ms();
+        let id = self.gateway.ids.next_id();
+        let (record, response_id) = match body {
+            Body::SubmitSm(sm) => (
+                validate::submit_sm(sm, &self.system_id, id, now)?,
+                CommandId::SubmitSmResp,
+            ),
+            Body::DataSm(sm) => (validate::data_sm(sm, &self.system_id, id, now)?, CommandId::DataSmResp),
+            // `take_submit` only passes submits.
+            _ => return Err(CommandStatus::ESME_RINVCMDID),
+        };
+        if !client.take_throughput(record.parts) {
+            return Err(CommandStatus::ESME_RTHROTTLED);
+        }
         self.outstanding += 1;
         self.batch.answers.push(BatchAnswer {
             sequence,
@@ -699,6 +717,13 @@ impl Session {
             message_id: message_id(&record.id),
         });
         self.batch.records.push(record);
+        Ok(())
+    }
+
+    /// The wall clock (Unix milliseconds), read once per turn of the
+    /// session loop for all the requests of that turn.
+    fn turn_ms(&mut self) -> u64 {
+        *self.turn_ms.get_or_insert_with(now_ms)
     }
 }
 
