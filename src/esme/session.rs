@@ -15,6 +15,7 @@
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
+use bytes::BytesMut;
 use futures::{stream::FuturesUnordered, StreamExt};
 use smsmax_protocol::{
     pdu::{
@@ -252,6 +253,22 @@ struct Session {
 struct Batch {
     records: Vec<MessageRecord>,
     answers: Vec<BatchAnswer>,
+    /// The answers' message ids, back to back: one allocation for many ids.
+    ids: BytesMut,
+}
+
+impl Batch {
+    /// Octets reserved at a time for message ids (about a hundred of them).
+    const ID_CHUNK: usize = 4096;
+
+    /// `id` as the message_id of a response, sliced from `ids`.
+    fn message_id(&mut self, id: &str) -> MessageId {
+        if self.ids.capacity() < id.len() {
+            self.ids.reserve(Self::ID_CHUNK.max(id.len()));
+        }
+        self.ids.extend_from_slice(id.as_bytes());
+        MessageId::new(self.ids.split().freeze()).unwrap_or_default()
+    }
 }
 
 /// What answering one submit of a batch takes.
@@ -367,7 +384,11 @@ impl Session {
         if self.batch.records.is_empty() {
             return;
         }
-        let Batch { records, answers } = std::mem::take(&mut self.batch);
+        // The next turn likely brings as many: room for them up front
+        // instead of growing step by step.
+        let size = self.batch.records.len();
+        let records = std::mem::replace(&mut self.batch.records, Vec::with_capacity(size));
+        let answers = std::mem::replace(&mut self.batch.answers, Vec::with_capacity(size));
         let gateway = self.gateway.clone();
         self.in_flight.push(Box::pin(async move {
             let pdus = match enqueue(&gateway, records).await {
@@ -711,10 +732,11 @@ impl Session {
             return Err(CommandStatus::ESME_RTHROTTLED);
         }
         self.outstanding += 1;
+        let message_id = self.batch.message_id(&record.id);
         self.batch.answers.push(BatchAnswer {
             sequence,
             response_id,
-            message_id: message_id(&record.id),
+            message_id,
         });
         self.batch.records.push(record);
         Ok(())
