@@ -53,6 +53,11 @@ use crate::{
 /// the writer; beyond, the session waits (bounded by the response timeout) —
 /// the client is not reading.
 const WRITER_QUEUE: usize = 1024;
+/// A turn that took at least this many submits marks a busy client...
+const BUSY_TURN: usize = 32;
+/// ...whose reads then get this much room (the codec starts at 8 KiB): fewer,
+/// larger reads and batches. Idle sessions keep the small buffer.
+const BUSY_READ_BUFFER: usize = 32 * 1024;
 /// Outbound window slots kept free of deliver_sm, so that an enquire_link
 /// and an unbind can always go out.
 const RESERVED_SLOTS: usize = 2;
@@ -165,6 +170,12 @@ where
                     match codec.decode(frames.read_buffer_mut()).transpose() {
                         None => break,
                         Some(frame) => outcome = session.on_frame(frame).await,
+                    }
+                }
+                if session.batch.records.len() >= BUSY_TURN {
+                    let buffer = frames.read_buffer_mut();
+                    if buffer.capacity() < BUSY_READ_BUFFER {
+                        buffer.reserve(BUSY_READ_BUFFER);
                     }
                 }
                 session.end_turn();
