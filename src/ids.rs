@@ -41,9 +41,19 @@ impl MessageIdGenerator {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(self.prefix.len() + 16);
         id.push_str(&self.prefix);
-        use std::fmt::Write;
-        let _ = write!(id, "{n:08x}");
+        push_counter(&mut id, n);
         id
+    }
+}
+
+/// Appends `n` in lowercase hex, at least 8 digits (what `{n:08x}` gives),
+/// without the formatting machinery: this runs once per message.
+fn push_counter(id: &mut String, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let significant = (64 - n.leading_zeros() as usize).div_ceil(4);
+    let digits = significant.max(8);
+    for i in (0..digits).rev() {
+        id.push(char::from(HEX[((n >> (4 * i)) & 0xF) as usize]));
     }
 }
 
@@ -51,6 +61,15 @@ impl MessageIdGenerator {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_counter_is_hex_of_at_least_eight_digits() {
+        for n in [0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let mut id = String::new();
+            push_counter(&mut id, n);
+            assert_eq!(id, format!("{n:08x}"));
+        }
+    }
 
     #[test]
     fn ids_are_unique_short_and_distinct_per_node() {

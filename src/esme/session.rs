@@ -15,6 +15,7 @@
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
+use bytes::BytesMut;
 use futures::{stream::FuturesUnordered, StreamExt};
 use smsmax_protocol::{
     pdu::{
@@ -26,16 +27,19 @@ use smsmax_protocol::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{mpsc, oneshot, watch},
+    sync::{
+        mpsc::{self, error::TrySendError},
+        oneshot, watch,
+    },
 };
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use super::{
     auth::BindGuard,
     receivers::{Delivery, DeliveryOutcome, ReceiverGuard},
     validate::{self, MultiDestination},
     window::Window,
-    writer::write_pdus,
+    writer::{write_pdus, Outgoing},
     Gateway,
 };
 use crate::{
@@ -45,14 +49,22 @@ use crate::{
     store::{ChangeOutcome, MessageRecord, Replacement},
 };
 
-/// PDUs waiting for the writer; beyond, the session waits (bounded by the
-/// response timeout) — the client is not reading.
+/// Hand-overs (a PDU, or a batch's answers of at most a window) waiting for
+/// the writer; beyond, the session waits (bounded by the response timeout) —
+/// the client is not reading.
 const WRITER_QUEUE: usize = 1024;
+/// A turn that took at least this many submits marks a busy client...
+const BUSY_TURN: usize = 32;
+/// ...whose reads then get this much room (the codec starts at 8 KiB): fewer,
+/// larger reads and batches. Idle sessions keep the small buffer.
+const BUSY_READ_BUFFER: usize = 32 * 1024;
 /// Outbound window slots kept free of deliver_sm, so that an enquire_link
 /// and an unbind can always go out.
 const RESERVED_SLOTS: usize = 2;
 
-type Answer = Pin<Box<dyn Future<Output = Pdu> + Send>>;
+/// The answer(s) to requests in flight: one request, or a batch of submits
+/// stored with one enqueue.
+type Answer = Pin<Box<dyn Future<Output = Outgoing> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -87,7 +99,7 @@ where
     let settings = gateway.settings.clone();
     let (read_half, write_half) = tokio::io::split(stream);
     let mut frames = FramedRead::new(read_half, SmppCodec::new(settings.max_command_length));
-    let (tx, rx) = mpsc::channel::<Pdu>(WRITER_QUEUE);
+    let (tx, rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let writer = tokio::spawn(write_pdus(write_half, rx, settings.response_timeout));
     let delivery_window = gateway.deliveries.as_ref().map_or(0, |d| d.window());
 
@@ -100,6 +112,9 @@ where
         system_id: Arc::from(""),
         outbound: Window::new(delivery_window + RESERVED_SLOTS),
         in_flight: FuturesUnordered::new(),
+        outstanding: 0,
+        batch: Batch::default(),
+        turn_ms: None,
         receiver: None,
         deliveries: None,
         delivering: HashMap::new(),
@@ -109,17 +124,26 @@ where
         unbind_sent: false,
     };
     let opened = Instant::now();
-    let mut last_heard = Instant::now();
+    let mut last_heard = opened;
+    // One timer for the session's life. It is moved earlier when something
+    // needs an earlier wake-up, but not later on every frame (that would be
+    // a timer-wheel update per read): a wake-up that finds nothing due just
+    // sets it again.
+    let timer = tokio::time::sleep_until(session.next_timer(opened, last_heard, &settings).into());
+    tokio::pin!(timer);
     let end = loop {
-        let now = Instant::now();
-        let timer = session.next_timer(opened, last_heard, &settings);
+        let next = session.next_timer(opened, last_heard, &settings);
+        if next < timer.deadline().into_std() {
+            timer.as_mut().reset(next.into());
+        }
         // Stop reading requests while draining for unbind; keep reading
         // during a server shutdown to see the client's unbind_resp.
         let reading = session.unbind_requested.is_none();
         let taking = session.takes_deliveries();
         tokio::select! {
             Some(answer) = session.in_flight.next(), if !session.in_flight.is_empty() => {
-                if session.send(answer).await.is_err() {
+                session.outstanding = session.outstanding.saturating_sub(answer.len());
+                if session.send_out(answer).await.is_err() {
                     break End::WriterGone;
                 }
             }
@@ -134,33 +158,37 @@ where
             }
             frame = frames.next(), if reading => {
                 last_heard = Instant::now();
-                match frame {
-                    None => break End::PeerClosed,
-                    Some(Err(e)) => {
-                        // The stream cannot be re-framed: say why, then close.
-                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "stream cannot be re-framed");
-                        let _ = session.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
-                        break End::Framing;
-                    }
-                    Some(Ok(Err(e))) => {
-                        tracing::warn!(peer = %session.peer, system_id = %session.system_id, error = %e, "malformed PDU");
-                        if let Some(answer) = e.response() {
-                            if session.send(answer).await.is_err() {
-                                break End::WriterGone;
-                            }
-                        }
-                    }
-                    Some(Ok(Ok(pdu))) => {
-                        match session.on_pdu(pdu).await {
-                            Ok(Some(end)) => break end,
-                            Ok(None) => {}
-                            Err(()) => break End::WriterGone,
-                        }
+                let Some(frame) = frame else {
+                    break End::PeerClosed;
+                };
+                let mut outcome = session.on_frame(frame).await;
+                // Whole frames already in the read buffer are taken in the
+                // same turn, so that their submits share one enqueue and one
+                // hand-over to the writer; the rest waits for the next read.
+                while matches!(outcome, Ok(None)) && session.unbind_requested.is_none() {
+                    let mut codec = *frames.decoder();
+                    match codec.decode(frames.read_buffer_mut()).transpose() {
+                        None => break,
+                        Some(frame) => outcome = session.on_frame(frame).await,
                     }
                 }
+                if session.batch.records.len() >= BUSY_TURN {
+                    let buffer = frames.read_buffer_mut();
+                    if buffer.capacity() < BUSY_READ_BUFFER {
+                        buffer.reserve(BUSY_READ_BUFFER);
+                    }
+                }
+                session.end_turn();
+                match outcome {
+                    Ok(Some(end)) => break end,
+                    Ok(None) => {}
+                    Err(()) => break End::WriterGone,
+                }
             }
-            _ = tokio::time::sleep_until(timer.into()) => {
-                match session.on_timer(now, opened, last_heard, &settings).await {
+            () = &mut timer => {
+                let outcome = session.on_timer(Instant::now(), opened, last_heard, &settings).await;
+                timer.as_mut().reset(session.next_timer(opened, last_heard, &settings).into());
+                match outcome {
                     Ok(Some(end)) => break end,
                     Ok(None) => {}
                     Err(()) => break End::WriterGone,
@@ -199,13 +227,20 @@ where
 struct Session {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
-    tx: mpsc::Sender<Pdu>,
+    tx: mpsc::Sender<Outgoing>,
     state: State,
     guard: Option<BindGuard>,
     /// Shared with each request's answer future: a clone is a reference count.
     system_id: Arc<str>,
     outbound: Window,
     in_flight: FuturesUnordered<Answer>,
+    /// Requests taken and not answered yet (in `in_flight` or `batch`): the
+    /// client's window bounds this.
+    outstanding: usize,
+    /// Submits validated in this turn, stored together when it ends.
+    batch: Batch,
+    /// The wall clock of this turn, once read (see [`Session::turn_ms`]).
+    turn_ms: Option<u64>,
     /// Sequence number of the client's unbind, answered once in-flight work is done.
     unbind_requested: Option<u32>,
     /// The server is shutting down.
@@ -219,6 +254,61 @@ struct Session {
     delivering: HashMap<u32, oneshot::Sender<DeliveryOutcome>>,
     /// Most deliver_sm awaiting a response at once.
     delivery_window: usize,
+}
+
+/// Submits (submit_sm, data_sm) read in one turn of the session loop:
+/// stored with one [`Queue::enqueue`](crate::queue::Queue::enqueue) call and
+/// answered with one hand-over to the writer, instead of a call, a future and
+/// a timer each.
+#[derive(Default)]
+struct Batch {
+    records: Vec<MessageRecord>,
+    answers: Vec<BatchAnswer>,
+    /// The answers' message ids, back to back: one allocation for many ids.
+    ids: BytesMut,
+}
+
+impl Batch {
+    /// Octets reserved at a time for message ids (about a hundred of them).
+    const ID_CHUNK: usize = 4096;
+
+    /// `id` as the message_id of a response, sliced from `ids`.
+    fn message_id(&mut self, id: &str) -> MessageId {
+        if self.ids.capacity() < id.len() {
+            self.ids.reserve(Self::ID_CHUNK.max(id.len()));
+        }
+        self.ids.extend_from_slice(id.as_bytes());
+        MessageId::new(self.ids.split().freeze()).unwrap_or_default()
+    }
+}
+
+/// What answering one submit of a batch takes.
+struct BatchAnswer {
+    sequence: u32,
+    /// `SubmitSmResp` or `DataSmResp`.
+    response_id: CommandId,
+    message_id: MessageId,
+}
+
+impl BatchAnswer {
+    fn accepted(self) -> Pdu {
+        let body: Body = match self.response_id {
+            CommandId::DataSmResp => DataSmResp {
+                message_id: self.message_id,
+                tlvs: Vec::new(),
+            }
+            .into(),
+            _ => SubmitSmResp {
+                message_id: self.message_id,
+            }
+            .into(),
+        };
+        Pdu::new(self.sequence, body)
+    }
+
+    fn failed(self, status: CommandStatus) -> Pdu {
+        Pdu::error_response(self.response_id, self.sequence, status)
+    }
 }
 
 /// The next delivery for a receiving session; never, for any other.
@@ -281,21 +371,87 @@ impl Session {
     }
 
     async fn send(&mut self, pdu: Pdu) -> Result<(), ()> {
-        match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(pdu)).await {
+        self.send_out(Outgoing::One(pdu)).await
+    }
+
+    /// Hands PDUs to the writer; waits (up to the response timeout) only
+    /// when its queue is full, so the common case needs no timer.
+    async fn send_out(&mut self, outgoing: Outgoing) -> Result<(), ()> {
+        let outgoing = match self.tx.try_send(outgoing) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(()),
+            Err(TrySendError::Full(outgoing)) => outgoing,
+        };
+        match tokio::time::timeout(self.gateway.settings.response_timeout, self.tx.send(outgoing)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
+        }
+    }
+
+    /// Ends a turn of the loop: starts storing the submits taken in it, if
+    /// any, and forgets the turn's clock.
+    fn end_turn(&mut self) {
+        self.turn_ms = None;
+        if self.batch.records.is_empty() {
+            return;
+        }
+        // The next turn likely brings as many: room for them up front
+        // instead of growing step by step.
+        let size = self.batch.records.len();
+        let records = std::mem::replace(&mut self.batch.records, Vec::with_capacity(size));
+        let answers = std::mem::replace(&mut self.batch.answers, Vec::with_capacity(size));
+        let gateway = self.gateway.clone();
+        self.in_flight.push(Box::pin(async move {
+            let pdus = match enqueue(&gateway, records).await {
+                Ok(()) => answers.into_iter().map(BatchAnswer::accepted).collect(),
+                Err(status) => answers.into_iter().map(|a| a.failed(status)).collect(),
+            };
+            Outgoing::Batch(pdus)
+        }));
+    }
+
+    /// Handles one framing outcome: a PDU, one that does not decode, or a
+    /// stream that cannot be re-framed. `Ok(Some(end))` ends the session.
+    async fn on_frame(
+        &mut self,
+        frame: Result<Result<Pdu, smsmax_protocol::PduError>, smsmax_protocol::FrameError>,
+    ) -> Result<Option<End>, ()> {
+        match frame {
+            Err(e) => {
+                // The stream cannot be re-framed: say why, then close.
+                tracing::warn!(peer = %self.peer, system_id = %self.system_id, error = %e, "stream cannot be re-framed");
+                let _ = self.send(Pdu::generic_nack(0, CommandStatus::ESME_RINVCMDLEN)).await;
+                Ok(Some(End::Framing))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %self.peer, system_id = %self.system_id, error = %e, "malformed PDU");
+                if let Some(answer) = e.response() {
+                    self.send(answer).await?;
+                }
+                Ok(None)
+            }
+            Ok(Ok(pdu)) => match self.take_submit(pdu.sequence_number, &pdu.body) {
+                // The common case, decided here before the PDU moves into `on_pdu`'s future.
+                Some(taken) => self.answer_taken(pdu.command_id(), pdu.sequence_number, taken).await,
+                None => self.on_pdu(pdu).await,
+            },
         }
     }
 
     /// When the loop must wake up if nothing arrives.
     fn next_timer(&self, opened: Instant, last_heard: Instant, settings: &super::SessionSettings) -> Instant {
         let base = match self.state {
-            State::Open => opened + settings.bind_timeout,
-            State::Bound(_) => last_heard + settings.enquire_link_interval,
+            State::Open => Some(opened + settings.bind_timeout),
+            // The enquire_link out has its own deadline below; the interval,
+            // passed by now, would only wake the loop again and again.
+            State::Bound(_) if self.outbound.has(CommandId::EnquireLink) => None,
+            State::Bound(_) => Some(last_heard + settings.enquire_link_interval),
         };
-        match self.outbound.next_deadline() {
-            Some(deadline) => base.min(deadline),
-            None => base,
+        match (base, self.outbound.next_deadline()) {
+            (Some(base), Some(deadline)) => base.min(deadline),
+            (Some(at), None) | (None, Some(at)) => at,
+            // Not reached: an enquire_link out has a deadline.
+            (None, None) => last_heard + settings.enquire_link_interval,
         }
     }
 
@@ -343,6 +499,9 @@ impl Session {
         if id.is_response() {
             return Ok(self.on_response(pdu));
         }
+        if let Some(taken) = self.take_submit(sequence, &pdu.body) {
+            return self.answer_taken(id, sequence, taken).await;
+        }
         match pdu.body {
             Body::BindTransmitter(bind) => self.on_bind(sequence, BindType::Transmitter, bind).await?,
             Body::BindReceiver(bind) => self.on_bind(sequence, BindType::Receiver, bind).await?,
@@ -362,30 +521,26 @@ impl Session {
                 self.send(Pdu::generic_nack(sequence, CommandStatus::ESME_RINVCMDID))
                     .await?;
             }
-            body => {
-                if !self.state.can_transmit() {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RINVBNDSTS)
-                        .await
-                        .map(|_| None);
-                }
-                if self.draining {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RSYSERR)
-                        .await
-                        .map(|_| None);
-                }
-                let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
-                if self.in_flight.len() >= window {
-                    return self
-                        .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
-                        .await
-                        .map(|_| None);
-                }
-                self.on_request(sequence, body).await?;
-            }
+            body => match self.may_take_request() {
+                Ok(()) => self.on_request(sequence, body).await?,
+                Err(status) => self.refuse(id, sequence, status).await?,
+            },
         }
         Ok(None)
+    }
+
+    /// Answers a submit that [`Session::take_submit`] refused; one it took is
+    /// answered with its batch.
+    async fn answer_taken(
+        &mut self,
+        id: CommandId,
+        sequence: u32,
+        taken: Result<(), CommandStatus>,
+    ) -> Result<Option<End>, ()> {
+        match taken {
+            Ok(()) => Ok(None),
+            Err(status) => self.refuse(id, sequence, status).await.map(|_| None),
+        }
     }
 
     fn on_response(&mut self, pdu: Pdu) -> Option<End> {
@@ -465,28 +620,6 @@ impl Session {
         }
     }
 
-    /// A validated message that may go on: refused (and answered) when
-    /// validation failed or the client is over its throughput.
-    async fn admit(
-        &mut self,
-        id: CommandId,
-        sequence: u32,
-        record: Result<MessageRecord, CommandStatus>,
-        client: &super::auth::Client,
-    ) -> Result<Option<MessageRecord>, ()> {
-        let record = match record {
-            Ok(record) => record,
-            Err(status) => return self.refuse(id, sequence, status).await.map(|_| None),
-        };
-        if !client.take_throughput(record.parts) {
-            return self
-                .refuse(id, sequence, CommandStatus::ESME_RTHROTTLED)
-                .await
-                .map(|_| None);
-        }
-        Ok(Some(record))
-    }
-
     /// Starts a transmitter request; its answer is sent when it completes.
     async fn on_request(&mut self, sequence: u32, body: Body) -> Result<(), ()> {
         let gateway = self.gateway.clone();
@@ -494,36 +627,9 @@ impl Session {
         let Some(client) = self.guard.as_ref().map(|g| g.client.clone()) else {
             return Err(());
         };
-        let now = now_ms();
-        let answer: Answer = match body {
-            Body::SubmitSm(sm) => {
-                let record = validate::submit_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                match self.admit(CommandId::SubmitSm, sequence, record, &client).await? {
-                    Some(record) => Box::pin(async move {
-                        accept(&gateway, sequence, record, CommandId::SubmitSmResp, |message_id| {
-                            SubmitSmResp { message_id }.into()
-                        })
-                        .await
-                    }),
-                    None => return Ok(()),
-                }
-            }
-            Body::DataSm(sm) => {
-                let record = validate::data_sm(&sm, &system_id, gateway.ids.next_id(), now);
-                match self.admit(CommandId::DataSm, sequence, record, &client).await? {
-                    Some(record) => Box::pin(async move {
-                        accept(&gateway, sequence, record, CommandId::DataSmResp, |message_id| {
-                            DataSmResp {
-                                message_id,
-                                tlvs: Vec::new(),
-                            }
-                            .into()
-                        })
-                        .await
-                    }),
-                    None => return Ok(()),
-                }
-            }
+        let now = self.turn_ms();
+        // submit_sm and data_sm never get here: `take_submit` took them.
+        let answer: Pin<Box<dyn Future<Output = Pdu> + Send>> = match body {
             Body::SubmitMulti(sm) => {
                 let destinations = match validate::submit_multi(&sm, &system_id, || gateway.ids.next_id(), now) {
                     Ok(d) => d,
@@ -583,8 +689,74 @@ impl Session {
                 return self.refuse(id, sequence, CommandStatus::ESME_RINVCMDID).await;
             }
         };
-        self.in_flight.push(answer);
+        self.outstanding += 1;
+        self.in_flight
+            .push(Box::pin(async move { Outgoing::One(answer.await) }));
         Ok(())
+    }
+
+    /// Whether a request may start now: the bind may transmit, the server
+    /// is not shutting down and the client's window has room.
+    fn may_take_request(&self) -> Result<(), CommandStatus> {
+        if !self.state.can_transmit() {
+            return Err(CommandStatus::ESME_RINVBNDSTS);
+        }
+        if self.draining {
+            return Err(CommandStatus::ESME_RSYSERR);
+        }
+        let window = self.guard.as_ref().map_or(1, |g| g.client.config.window);
+        if self.outstanding >= window {
+            return Err(CommandStatus::ESME_RTHROTTLED);
+        }
+        Ok(())
+    }
+
+    /// Decides a submit_sm or data_sm without waiting for anything: taken
+    /// into this turn's batch (`Ok`), or the status to refuse it with.
+    /// `None`: not a submit. Taking the PDU by reference and not being
+    /// `async` keeps the hot path from moving PDUs and records through
+    /// nested futures.
+    fn take_submit(&mut self, sequence: u32, body: &Body) -> Option<Result<(), CommandStatus>> {
+        if !matches!(body, Body::SubmitSm(_) | Body::DataSm(_)) {
+            return None;
+        }
+        Some(self.take_submit_checked(sequence, body))
+    }
+
+    fn take_submit_checked(&mut self, sequence: u32, body: &Body) -> Result<(), CommandStatus> {
+        self.may_take_request()?;
+        let Some(client) = self.guard.as_ref().map(|g| g.client.clone()) else {
+            return Err(CommandStatus::ESME_RINVBNDSTS);
+        };
+        let now = self.turn_ms();
+        let id = self.gateway.ids.next_id();
+        let (record, response_id) = match body {
+            Body::SubmitSm(sm) => (
+                validate::submit_sm(sm, &self.system_id, id, now)?,
+                CommandId::SubmitSmResp,
+            ),
+            Body::DataSm(sm) => (validate::data_sm(sm, &self.system_id, id, now)?, CommandId::DataSmResp),
+            // `take_submit` only passes submits.
+            _ => return Err(CommandStatus::ESME_RINVCMDID),
+        };
+        if !client.take_throughput(record.parts) {
+            return Err(CommandStatus::ESME_RTHROTTLED);
+        }
+        self.outstanding += 1;
+        let message_id = self.batch.message_id(&record.id);
+        self.batch.answers.push(BatchAnswer {
+            sequence,
+            response_id,
+            message_id,
+        });
+        self.batch.records.push(record);
+        Ok(())
+    }
+
+    /// The wall clock (Unix milliseconds), read once per turn of the
+    /// session loop for all the requests of that turn.
+    fn turn_ms(&mut self) -> u64 {
+        *self.turn_ms.get_or_insert_with(now_ms)
     }
 }
 
@@ -616,21 +788,6 @@ async fn with_timeout<T>(
 /// Durable enqueue: the caller answers only after this returns `Ok`.
 async fn enqueue(gateway: &Gateway, records: Vec<MessageRecord>) -> Result<(), CommandStatus> {
     with_timeout(gateway, gateway.queue.enqueue(records)).await
-}
-
-/// Stores one message and answers with its id (or the storage error).
-async fn accept(
-    gateway: &Gateway,
-    sequence: u32,
-    record: MessageRecord,
-    response_id: CommandId,
-    body: impl FnOnce(MessageId) -> Body,
-) -> Pdu {
-    let id = message_id(&record.id);
-    match enqueue(gateway, vec![record]).await {
-        Ok(()) => Pdu::new(sequence, body(id)),
-        Err(status) => Pdu::error_response(response_id, sequence, status),
-    }
 }
 
 async fn submit_multi_answer(

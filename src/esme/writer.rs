@@ -14,19 +14,40 @@ use tokio::{
 /// Largest batch written at once.
 const MAX_BATCH_OCTETS: usize = 64 * 1024;
 
+/// What a session hands its writer: one PDU, or the answers to a batch of
+/// requests that were stored together (one channel send for all of them).
+/// `One` is as large as a PDU, as the channel's slots were before; boxing
+/// it would cost an allocation per enquire_link, deliver_sm or refusal.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Outgoing {
+    One(Pdu),
+    Batch(Vec<Pdu>),
+}
+
+impl Outgoing {
+    /// How many PDUs this is.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Outgoing::One(_) => 1,
+            Outgoing::Batch(pdus) => pdus.len(),
+        }
+    }
+}
+
 /// Writes PDUs from `rx` until the channel closes, a write fails or one
 /// takes longer than `write_timeout` (a client that stops reading).
 pub(crate) async fn write_pdus<W: AsyncWrite + Unpin>(
     mut out: W,
-    mut rx: mpsc::Receiver<Pdu>,
+    mut rx: mpsc::Receiver<Outgoing>,
     write_timeout: Duration,
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    while let Some(pdu) = rx.recv().await {
-        encode(&pdu, &mut buf);
+    while let Some(outgoing) = rx.recv().await {
+        encode(&outgoing, &mut buf);
         while buf.len() < MAX_BATCH_OCTETS {
             match rx.try_recv() {
-                Ok(pdu) => encode(&pdu, &mut buf),
+                Ok(outgoing) => encode(&outgoing, &mut buf),
                 Err(_) => break,
             }
         }
@@ -45,7 +66,14 @@ pub(crate) async fn write_pdus<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-fn encode(pdu: &Pdu, buf: &mut BytesMut) {
+fn encode(outgoing: &Outgoing, buf: &mut BytesMut) {
+    match outgoing {
+        Outgoing::One(pdu) => encode_one(pdu, buf),
+        Outgoing::Batch(pdus) => pdus.iter().for_each(|pdu| encode_one(pdu, buf)),
+    }
+}
+
+fn encode_one(pdu: &Pdu, buf: &mut BytesMut) {
     if let Err(e) = pdu.encode(buf) {
         // Only PDUs we built reach here; a failure is our bug, not the peer's.
         tracing::error!(command = %pdu.command_id(), error = %e, "could not encode a PDU we built");
