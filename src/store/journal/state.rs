@@ -76,7 +76,11 @@ pub(super) enum Applied {
 
 #[derive(Default)]
 pub(super) struct State {
-    messages: HashMap<String, Slot>,
+    /// Boxed: a resize of the map then moves 32-octet entries, not
+    /// 400-octet ones (a stall of ~100 ms at 400 000 records, with the state
+    /// locked, measured as the ingest's p99.9), and its empty buckets cost
+    /// little.
+    messages: HashMap<String, Box<Slot>>,
     /// Published, unleased queue entries: (due, seq) -> id.
     due: BTreeMap<(u64, u64), String>,
     /// Leased queue entries: (end of lease, seq) -> id.
@@ -342,11 +346,11 @@ impl State {
             None => {
                 self.messages.insert(
                     record.id.clone(),
-                    Slot {
+                    Box::new(Slot {
                         record,
                         queued: None,
                         links: Vec::new(),
-                    },
+                    }),
                 );
             }
         }
