@@ -715,10 +715,17 @@ struct Progress {
     stop: bool,
 }
 
+/// Two condition variables, so that a frame written wakes one idle syncer
+/// (not all of them, and not the committer: waking every thread on every
+/// frame showed as ~20% of the gateway's CPU in scheduler time) and a sync
+/// completed wakes only a committer that waits for durability.
 #[derive(Default)]
 struct Pipeline {
     progress: Mutex<Progress>,
-    changed: Condvar,
+    /// Syncers wait here for frames to sync (or the stop).
+    work: Condvar,
+    /// The committer waits here for frames to become durable.
+    durable: Condvar,
 }
 
 impl Pipeline {
@@ -726,8 +733,18 @@ impl Pipeline {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wait<'a>(&self, guard: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
-        self.changed.wait(guard).unwrap_or_else(|p| p.into_inner())
+    fn wait_for_work<'a>(&self, guard: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
+        self.work.wait(guard).unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_for_durable<'a>(&self, guard: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
+        self.durable.wait(guard).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone: the journal failed, or it stops.
+    fn wake_all(&self) {
+        self.work.notify_all();
+        self.durable.notify_all();
     }
 }
 
@@ -784,14 +801,14 @@ fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Count
                     tracing::error!(error = %reason, "journal sync failed: the storage stops accepting writes; restart the gateway");
                     progress.failed = Some(reason.clone());
                     let all: Vec<Completion> = progress.pending.drain(..).collect();
-                    pipeline.changed.notify_all();
+                    pipeline.wake_all();
                     drop(progress);
                     fail_all(all, &reason);
                     progress = pipeline.lock();
                     continue;
                 }
             };
-            pipeline.changed.notify_all();
+            pipeline.durable.notify_all();
             if !done.is_empty() {
                 drop(progress);
                 complete(&state, done);
@@ -802,7 +819,7 @@ fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Count
         if progress.stop {
             return;
         }
-        progress = pipeline.wait(progress);
+        progress = pipeline.wait_for_work(progress);
     }
 }
 
@@ -885,10 +902,10 @@ impl Committer {
         let failed = {
             let mut progress = self.pipeline.lock();
             while progress.failed.is_none() && progress.durable < progress.written {
-                progress = self.pipeline.wait(progress);
+                progress = self.pipeline.wait_for_durable(progress);
             }
             progress.stop = true;
-            self.pipeline.changed.notify_all();
+            self.pipeline.wake_all();
             progress.failed.clone()
         };
         for handle in self.syncers.drain(..) {
@@ -983,7 +1000,7 @@ impl Committer {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "journal write failed: the storage stops accepting writes; restart the gateway");
                 self.pipeline.lock().failed = Some(reason.clone());
-                self.pipeline.changed.notify_all();
+                self.pipeline.wake_all();
                 fail_all(
                     vec![Completion {
                         frame: 0,
@@ -1018,11 +1035,13 @@ impl Committer {
                 Some(completion)
             } else {
                 progress.pending.push_back(completion);
-                self.pipeline.changed.notify_all();
+                if wrote {
+                    self.pipeline.work.notify_one();
+                }
                 None
             };
             while progress.failed.is_none() && progress.pending.len() >= MAX_UNSYNCED_FRAMES {
-                progress = self.pipeline.wait(progress);
+                progress = self.pipeline.wait_for_durable(progress);
             }
             now_durable
         };
@@ -1155,7 +1174,7 @@ impl Committer {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "journal rotation failed: the storage stops accepting writes");
                 self.pipeline.lock().failed = Some(reason);
-                self.pipeline.changed.notify_all();
+                self.pipeline.wake_all();
                 return;
             }
         };
