@@ -1181,7 +1181,16 @@ impl Committer {
         let started = Instant::now();
         let chunks: Result<Vec<Vec<u8>>, postcard::Error> = {
             let state = self.lock();
-            state.snapshot(SNAPSHOT_CHUNK).iter().map(postcard::to_stdvec).collect()
+            let mut chunks = Vec::new();
+            let mut failed = None;
+            state.snapshot(SNAPSHOT_CHUNK, &mut |redo| match postcard::to_stdvec(&redo) {
+                Ok(bytes) => chunks.push(bytes),
+                Err(e) => failed = Some(e),
+            });
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(chunks),
+            }
         };
         let chunks = match chunks {
             Ok(chunks) => chunks,

@@ -828,47 +828,47 @@ impl State {
 
     // ---- snapshot -----------------------------------------------------
 
-    /// The whole state as redos of at most `chunk` items each, in the order
-    /// a replay needs them (records before the links and receipts that
-    /// name them).
-    pub(super) fn snapshot(&self, chunk: usize) -> Vec<Redo> {
+    /// The whole state as redos of at most `chunk` items each, handed to
+    /// `emit` one at a time (so a caller encoding them holds one chunk of
+    /// copies, not a copy of the state), in the order a replay needs them
+    /// (records before the links and receipts that name them).
+    pub(super) fn snapshot(&self, chunk: usize, emit: &mut dyn FnMut(Redo)) {
         let chunk = chunk.max(1);
-        let mut out = Vec::new();
         let mut messages = Vec::with_capacity(chunk.min(self.messages.len()));
         for slot in self.messages.values() {
             messages.push((slot.record.clone(), slot.queued.map(|q| q.due_at_ms)));
             if messages.len() == chunk {
-                out.push(Redo::SnapshotMessages(std::mem::take(&mut messages)));
+                emit(Redo::SnapshotMessages(std::mem::take(&mut messages)));
             }
         }
         if !messages.is_empty() {
-            out.push(Redo::SnapshotMessages(messages));
+            emit(Redo::SnapshotMessages(messages));
         }
         let mut links = Vec::new();
         for (upstream, keys) in &self.links {
             for (key, found) in keys {
                 links.push((upstream.clone(), key.clone(), found.clone()));
                 if links.len() == chunk {
-                    out.push(Redo::SnapshotLinks(std::mem::take(&mut links)));
+                    emit(Redo::SnapshotLinks(std::mem::take(&mut links)));
                 }
             }
         }
         if !links.is_empty() {
-            out.push(Redo::SnapshotLinks(links));
+            emit(Redo::SnapshotLinks(links));
         }
         let mut receipts = Vec::new();
         for list in self.receipts.values() {
             receipts.extend(list.iter().cloned());
             if receipts.len() >= chunk {
-                out.push(Redo::SnapshotReceipts(std::mem::take(&mut receipts)));
+                emit(Redo::SnapshotReceipts(std::mem::take(&mut receipts)));
             }
         }
         if !receipts.is_empty() {
-            out.push(Redo::SnapshotReceipts(receipts));
+            emit(Redo::SnapshotReceipts(receipts));
         }
         let unmatched: Vec<ReceiptRecord> = self.unmatched.values().cloned().collect();
         for part in unmatched.chunks(chunk) {
-            out.push(Redo::SnapshotUnmatched(part.to_vec()));
+            emit(Redo::SnapshotUnmatched(part.to_vec()));
         }
         let mut entries: Vec<(u64, OutboxEntry, u64)> = self
             .outbox
@@ -881,7 +881,7 @@ impl State {
         loop {
             let part: Vec<(OutboxEntry, u64)> = entries.by_ref().take(chunk).collect();
             let last = entries.peek().is_none();
-            out.push(Redo::SnapshotOutbox {
+            emit(Redo::SnapshotOutbox {
                 next_id: self.outbox.next_id,
                 entries: part,
             });
@@ -889,6 +889,5 @@ impl State {
                 break;
             }
         }
-        out
     }
 }
