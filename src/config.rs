@@ -246,7 +246,7 @@ impl Default for StorageConfig {
             max_batch: 4096,
             engine: EmbeddedEngine::Journal,
             cache_mb: 256,
-            max_messages: 5_000_000,
+            max_messages: 2_000_000,
             retain_final_secs: 86_400,
             segment_mb: 64,
             snapshot_mb: 512,
