@@ -231,6 +231,10 @@ pub struct StorageConfig {
     /// Journal engine: how long a final record (and its receipts) stays
     /// queryable, in seconds.
     pub retain_final_secs: u64,
+    /// Journal engine: how long a message with every part with an upstream
+    /// waits for its receipt before its record is dropped (carriers lose
+    /// some receipts; a later one is kept as unmatched), in seconds.
+    pub retain_enroute_secs: u64,
     /// Journal engine: size of a journal segment file, in MiB.
     pub segment_mb: u64,
     /// Journal engine: journal written since the last snapshot that starts
@@ -248,6 +252,7 @@ impl Default for StorageConfig {
             cache_mb: 256,
             max_messages: 2_000_000,
             retain_final_secs: 86_400,
+            retain_enroute_secs: 259_200,
             segment_mb: 64,
             snapshot_mb: 512,
         }

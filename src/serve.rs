@@ -104,6 +104,7 @@ pub fn journal_settings(storage: &crate::config::StorageConfig) -> JournalSettin
         max_batch: storage.max_batch,
         max_messages: storage.max_messages,
         retain_final: Duration::from_secs(storage.retain_final_secs),
+        retain_enroute: Duration::from_secs(storage.retain_enroute_secs),
         segment_bytes: storage.segment_mb.saturating_mul(1 << 20),
         snapshot_bytes: storage.snapshot_mb.saturating_mul(1 << 20),
     }

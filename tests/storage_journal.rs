@@ -12,7 +12,7 @@ use std::time::Duration;
 use smsmax::queue::outbox::Outbox;
 use smsmax::queue::Queue;
 use smsmax::store::journal::{JournalSettings, JournalStorage};
-use smsmax::store::{MessageState, ReceiptOutcome, StorageError, Store, UpstreamMatch};
+use smsmax::store::{MessageRecord, MessageState, ReceiptOutcome, StorageError, Store, UpstreamMatch};
 use storage_contract::{ids, outbox_entry, receipt, record, state_update, submitted, Fixture};
 use tempfile::TempDir;
 
@@ -421,4 +421,46 @@ async fn a_torn_journal_tail_is_cut_off() {
     let storage = open(dir.path(), settings(64)).await;
     assert!(storage.get(&later.id).await.unwrap().is_some());
     assert_eq!(storage.depth().await.unwrap(), expected.len() as u64 + 1);
+}
+
+/// A message whose receipt never comes is dropped `retain_enroute` after
+/// its last part left; one still queued (a part to go) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enroute_record_without_a_receipt_is_dropped_after_retain_enroute() {
+    let dir = TempDir::new().unwrap();
+    let storage = open(
+        dir.path(),
+        JournalSettings {
+            retain_enroute: Duration::ZERO,
+            ..settings(64)
+        },
+    )
+    .await;
+    let gen = ids();
+    let sent = record(gen.next_id(), "esme1");
+    let two_parts = MessageRecord {
+        parts: 2,
+        ..record(gen.next_id(), "esme1")
+    };
+    storage.enqueue(vec![sent.clone(), two_parts.clone()]).await.unwrap();
+    assert!(storage.settle(&sent.id, submitted("up1", "k1", 0)).await.unwrap());
+    // The first of two parts left; the message stays queued for the second.
+    assert!(storage.update(&two_parts.id, submitted("up1", "k2", 0)).await.unwrap());
+    let mut gone = false;
+    for _ in 0..60 {
+        if storage.get(&sent.id).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the ENROUTE record with no receipt is dropped");
+    assert_eq!(storage.find_by_upstream("up1", "k1").await.unwrap(), None);
+    let waiting = storage.get(&two_parts.id).await.unwrap().expect("a part to go: kept");
+    assert_eq!(waiting.state, MessageState::Enroute);
+    assert_eq!(storage.depth().await.unwrap(), 1);
+    drop(storage);
+    let storage = open(dir.path(), settings(64)).await;
+    assert!(storage.get(&sent.id).await.unwrap().is_none(), "the drop is journaled");
+    assert!(storage.get(&two_parts.id).await.unwrap().is_some());
 }

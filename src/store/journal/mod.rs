@@ -42,7 +42,10 @@
 //! `max_messages` (`[storage] max_messages`). Final records (delivered,
 //! undeliverable, expired, rejected, deleted), with their receipts and
 //! links, are dropped `retain_final` after they became final, or earlier,
-//! oldest first, when the bound is reached; the drop is journaled. When
+//! oldest first, when the bound is reached; a record ENROUTE with no receipt
+//! is dropped `retain_enroute` after its last part left (carriers lose
+//! receipts, and such records would otherwise fill the bound for good);
+//! every drop is journaled. When
 //! every record is still in flight and the bound is reached, enqueue fails
 //! with [`StorageError::Full`] (the client gets ESME_RMSGQFUL) instead of
 //! growing without limit. A record costs about 2 KB of memory with its
@@ -107,6 +110,10 @@ pub struct JournalSettings {
     pub max_messages: u64,
     /// How long a final record stays queryable.
     pub retain_final: Duration,
+    /// How long an ENROUTE record (every part with the upstream) waits for
+    /// its receipt before it is dropped (a receipt after that is kept as
+    /// unmatched).
+    pub retain_enroute: Duration,
     /// A journal segment is closed after this many octets.
     pub segment_bytes: u64,
     /// A snapshot is taken after this many journal octets.
@@ -119,6 +126,7 @@ impl Default for JournalSettings {
             max_batch: 4096,
             max_messages: 2_000_000,
             retain_final: Duration::from_secs(24 * 3600),
+            retain_enroute: Duration::from_secs(72 * 3600),
             segment_bytes: 64 << 20,
             snapshot_bytes: 512 << 20,
         }
@@ -984,7 +992,16 @@ impl Committer {
             // Retention, in the same frame.
             let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             let retain_until = now.saturating_sub(self.settings.retain_final.as_millis() as u64);
-            let prunable = state.prunable(retain_until, self.settings.max_messages, PRUNE_PER_BATCH);
+            let enroute_until = now.saturating_sub(self.settings.retain_enroute.as_millis() as u64);
+            let (prunable, enroute) =
+                state.prunable(retain_until, enroute_until, self.settings.max_messages, PRUNE_PER_BATCH);
+            if enroute > 0 {
+                tracing::warn!(
+                    records = enroute,
+                    after = ?self.settings.retain_enroute,
+                    "ENROUTE records dropped: no receipt came within retain_enroute_secs"
+                );
+            }
             if !prunable.is_empty() {
                 pruned = prunable.len() as u64;
                 if let Err(e) = Self::apply(&mut buffer, &mut state, Redo::Prune(prunable), &mut publish) {
@@ -1068,7 +1085,8 @@ impl Committer {
                 let count = batch.len() as u64;
                 if state.message_count() + count > self.settings.max_messages {
                     // Make room from the oldest final records first.
-                    let prunable = state.prunable(0, self.settings.max_messages.saturating_sub(count), PRUNE_PER_BATCH);
+                    let (prunable, _) =
+                        state.prunable(0, 0, self.settings.max_messages.saturating_sub(count), PRUNE_PER_BATCH);
                     if !prunable.is_empty() {
                         self.counters.pruned.fetch_add(prunable.len() as u64, Ordering::Relaxed);
                         Self::apply(buffer, state, Redo::Prune(prunable), publish).map_err(engine)?;

@@ -96,6 +96,9 @@ pub(super) struct State {
     unmatched_index: HashMap<(String, String, u8), (u64, u64)>,
     /// Final records in the order they became final (retention).
     finals: VecDeque<(u64, String)>,
+    /// Records that went ENROUTE, in that order: one whose receipt never
+    /// comes (carriers lose some) must not stay in memory for ever.
+    enroute: VecDeque<(u64, String)>,
     outbox: OutboxState,
 }
 
@@ -333,6 +336,14 @@ impl State {
             .collect();
         finals.sort();
         self.finals = finals.into();
+        let mut enroute: Vec<(u64, String)> = self
+            .messages
+            .iter()
+            .filter(|(_, s)| s.record.state == MessageState::Enroute)
+            .map(|(id, s)| (s.record.updated_at_ms, id.clone()))
+            .collect();
+        enroute.sort();
+        self.enroute = enroute.into();
     }
 
     // ---- message records and the queue -------------------------------
@@ -435,7 +446,6 @@ impl State {
             record.parts_sent = record.parts_sent.max(link.part.saturating_add(1));
             record.upstream = Some(link.upstream.clone());
         }
-        record.state = update.state;
         if update.upstream_id.is_some() {
             record.upstream_id = update.upstream_id.clone();
         }
@@ -445,9 +455,13 @@ impl State {
         if let Some(attempts) = update.attempts {
             record.attempts = attempts;
         }
+        let was_enroute = record.state == MessageState::Enroute;
+        record.state = update.state;
         record.updated_at_ms = update.at_ms;
         if record.state.is_final() {
             self.finals.push_back((update.at_ms, id.to_string()));
+        } else if record.state == MessageState::Enroute && !was_enroute {
+            self.enroute.push_back((update.at_ms, id.to_string()));
         }
         true
     }
@@ -522,16 +536,24 @@ impl State {
         None
     }
 
-    /// Final records retention may drop now: older than `retain_until_ms`,
-    /// or the oldest beyond `max_messages`; at most `limit`.
-    pub(super) fn prunable(&mut self, retain_until_ms: u64, max_messages: u64, limit: usize) -> Vec<String> {
+    /// Records retention may drop now, at most `limit`: final ones older
+    /// than `final_until_ms` or the oldest beyond `max_messages`, then
+    /// ENROUTE ones (every part sent, no receipt) untouched since before
+    /// `enroute_until_ms`. Returns the ids and how many of them were ENROUTE.
+    pub(super) fn prunable(
+        &mut self,
+        final_until_ms: u64,
+        enroute_until_ms: u64,
+        max_messages: u64,
+        limit: usize,
+    ) -> (Vec<String>, usize) {
         let mut chosen = Vec::new();
         while chosen.len() < limit {
             let Some((at, _)) = self.finals.front() else {
                 break;
             };
             let over = (self.messages.len() - chosen.len()) as u64 > max_messages;
-            if *at >= retain_until_ms && !over {
+            if *at >= final_until_ms && !over {
                 break;
             }
             let Some((_, id)) = self.finals.pop_front() else {
@@ -548,7 +570,37 @@ impl State {
                 chosen.push(id);
             }
         }
-        chosen
+        let finals = chosen.len();
+        // Each entry is looked at once per call at most (one re-queued for
+        // a later part goes to the back).
+        let mut looks = self.enroute.len();
+        while chosen.len() < limit && looks > 0 {
+            looks -= 1;
+            let Some((at, _)) = self.enroute.front() else {
+                break;
+            };
+            if *at >= enroute_until_ms {
+                break;
+            }
+            let Some((_, id)) = self.enroute.pop_front() else {
+                break;
+            };
+            let Some(slot) = self.messages.get(&id) else {
+                continue;
+            };
+            if slot.record.state != MessageState::Enroute {
+                continue;
+            }
+            if slot.queued.is_some() || slot.record.updated_at_ms >= enroute_until_ms {
+                // Changed since (another part went) or queued for the next
+                // part: wait from its last change.
+                self.enroute.push_back((slot.record.updated_at_ms, id));
+                continue;
+            }
+            chosen.push(id);
+        }
+        let enroute = chosen.len() - finals;
+        (chosen, enroute)
     }
 
     pub(super) fn message_count(&self) -> u64 {
