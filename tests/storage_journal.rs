@@ -464,3 +464,48 @@ async fn an_enroute_record_without_a_receipt_is_dropped_after_retain_enroute() {
     assert!(storage.get(&sent.id).await.unwrap().is_none(), "the drop is journaled");
     assert!(storage.get(&two_parts.id).await.unwrap().is_some());
 }
+
+/// Unmatched receipts are bounded (a tenth of `max_messages`, at least
+/// 1000): beyond, a new one is refused with `Full`, nothing kept is dropped,
+/// and a matched receipt still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unmatched_receipts_are_bounded_by_refusal() {
+    let dir = TempDir::new().unwrap();
+    let storage = open(
+        dir.path(),
+        JournalSettings {
+            max_messages: 100,
+            ..settings(4096)
+        },
+    )
+    .await;
+    for i in 0..1000 {
+        let kept = receipt("up1", &format!("u{i}"), None, MessageState::Delivered);
+        assert_eq!(
+            storage.record_receipt(kept, None, vec![]).await.unwrap(),
+            ReceiptOutcome::Recorded
+        );
+    }
+    let one_more = receipt("up1", "u-extra", None, MessageState::Delivered);
+    let err = storage.record_receipt(one_more, None, vec![]).await.unwrap_err();
+    assert!(matches!(err, StorageError::Full(1000)), "{err:?}");
+    assert_eq!(
+        storage.unmatched_count().await.unwrap(),
+        1000,
+        "nothing kept was dropped"
+    );
+    let gen = ids();
+    let m = record(gen.next_id(), "esme1");
+    storage.enqueue(vec![m.clone()]).await.unwrap();
+    assert!(storage.settle(&m.id, submitted("up1", "k1", 0)).await.unwrap());
+    let found = UpstreamMatch {
+        id: m.id.clone(),
+        part: 0,
+    };
+    let matched = receipt("up1", "k1", Some(found), MessageState::Delivered);
+    let outcome = storage
+        .record_receipt(matched, Some(state_update(MessageState::Delivered)), vec![])
+        .await
+        .unwrap();
+    assert_eq!(outcome, ReceiptOutcome::Recorded, "matched receipts are not limited");
+}

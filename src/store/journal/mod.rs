@@ -45,7 +45,9 @@
 //! oldest first, when the bound is reached; a record ENROUTE with no receipt
 //! is dropped `retain_enroute` after its last part left (carriers lose
 //! receipts, and such records would otherwise fill the bound for good);
-//! every drop is journaled. When
+//! every drop is journaled. Unmatched receipts are bounded too
+//! ([`JournalSettings::max_unmatched`]): beyond, a new one is refused, not
+//! dropped, and the upstream resends it. When
 //! every record is still in flight and the bound is reached, enqueue fails
 //! with [`StorageError::Full`] (the client gets ESME_RMSGQFUL) instead of
 //! growing without limit. A record costs about 2 KB of memory with its
@@ -118,6 +120,16 @@ pub struct JournalSettings {
     pub segment_bytes: u64,
     /// A snapshot is taken after this many journal octets.
     pub snapshot_bytes: u64,
+}
+
+impl JournalSettings {
+    /// Unmatched receipts kept at most: a tenth of `max_messages` (at least
+    /// 1000). Beyond, a new unmatched receipt is refused (the upstream gets
+    /// ESME_RX_T_APPN and resends it), so a carrier sending receipts for ids
+    /// we never gave cannot grow the memory without limit.
+    pub fn max_unmatched(&self) -> u64 {
+        (self.max_messages / 10).max(1000)
+    }
 }
 
 impl Default for JournalSettings {
@@ -1132,6 +1144,16 @@ impl Committer {
                 update,
                 mut forward,
             } => {
+                if receipt.matched.is_none() && state.unmatched_count() >= self.settings.max_unmatched() {
+                    // Refused, not dropped: the upstream gets ESME_RX_T_APPN
+                    // and sends it again later.
+                    tracing::warn!(
+                        kept = state.unmatched_count(),
+                        upstream = %receipt.upstream,
+                        "unmatched receipts at their bound: receipt refused for the upstream to resend"
+                    );
+                    return Err(StorageError::Full(self.settings.max_unmatched()));
+                }
                 own(&mut receipt.text);
                 forward.iter_mut().for_each(own_entry);
                 Redo::Receipt {
