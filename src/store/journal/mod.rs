@@ -1,5 +1,5 @@
 //! The journal engine: the embedded storage's default. Every record, queue
-//! entry, receipt and outbox entry lives in memory ([`state`]); every
+//! entry, receipt and outbox entry lives in memory (`state.rs`); every
 //! change is appended to a journal on disk ([`log`]) and synced before its
 //! caller is answered; a snapshot now and then bounds the journal and the
 //! replay at start.
@@ -20,12 +20,12 @@
 //! in the B-tree engine. The committer drains a batch, applies each request
 //! to the state (deciding its answer: a cancel refused while the relay
 //! holds the message, a duplicate receipt, ...), encodes what it changed as
-//! [`redo::Redo`]s into one journal frame and writes the frame (no sync).
-//! Up to [`SYNCERS`] syncer threads make written frames durable, each with
+//! redos (`redo.rs`) into one journal frame and writes the frame (no sync).
+//! Up to `SYNCERS` (4) syncer threads make written frames durable, each with
 //! one `fdatasync` covering every frame written before it began; several
 //! run at once, so a frame never waits for a sync that began before it was
 //! written. A frame's callers are answered, and its new queue and outbox
-//! entries published (see [`state`]: nothing is handed to the relay or to a
+//! entries published (see `state.rs`: nothing is handed to the relay or to a
 //! client before it is durable), once it and every frame before it are
 //! durable. Because one thread applies every change, cancel, replace and
 //! record_receipt are atomic read-check-writes, and the journal's order is
