@@ -1,7 +1,7 @@
 //! The `smsmax` command line.
 
-/// jemalloc: fewer, larger arenas than glibc's malloc, so a heap of many
-/// small long-lived records (the journal engine's state) stays compact.
+/// jemalloc: the gateway allocates and frees small objects per message on
+/// several threads; see Cargo.toml for what it measured.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -18,18 +18,10 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use common::{submit_sm, PASSWORD};
 use smsmax::{
-    esme::{
-        auth::Authenticator,
-        listener::{self, Transport},
-        Gateway, SessionSettings,
-    },
-    ids::MessageIdGenerator,
     queue::Queue,
     store::{embedded::EmbeddedStorage, MessageRecord, StateUpdate, StorageError, Store},
 };
 use smsmax_protocol::{Body, CommandId, CommandStatus, Pdu};
-use tokio::sync::{watch, Semaphore};
-use tokio_util::task::TaskTracker;
 
 /// The embedded queue, remembering how many records each enqueue carried,
 /// and failing every enqueue while `fail` is set.
@@ -109,33 +101,8 @@ async fn submits_written_together_are_stored_together_and_answered_each() {
         calls: Mutex::new(Vec::new()),
         fail: AtomicBool::new(false),
     });
-    let gateway = Arc::new(Gateway {
-        settings: SessionSettings {
-            system_id: "SMSMax".into(),
-            bind_timeout: Duration::from_secs(5),
-            enquire_link_interval: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(5),
-            max_command_length: 65536,
-            storage_timeout: Duration::from_secs(10),
-        },
-        auth: Authenticator::new(&config.clients, &config.security),
-        queue: queue.clone(),
-        store: storage.clone(),
-        ids: MessageIdGenerator::new(0),
-        deliveries: None,
-    });
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let sessions = TaskTracker::new();
-    let server = tokio::spawn(listener::serve(
-        socket,
-        Transport::Tcp,
-        gateway,
-        Arc::new(Semaphore::new(16)),
-        sessions.clone(),
-        stopped,
-    ));
+    let gateway = common::QueueGateway::start(&config, queue.clone(), storage.clone()).await;
+    let addr = gateway.addr;
 
     let mut esme = common::connect(addr).await;
     assert_eq!(
@@ -179,9 +146,6 @@ async fn submits_written_together_are_stored_together_and_answered_each() {
     assert_eq!(storage.depth().await.unwrap(), 21);
 
     drop(esme);
-    let _ = stop.send(true);
-    server.await.unwrap();
-    sessions.close();
-    sessions.wait().await;
+    gateway.stop().await;
     storage.close().await.unwrap();
 }

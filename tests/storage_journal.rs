@@ -4,7 +4,6 @@
 #[macro_use]
 mod storage_contract;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,9 @@ use smsmax::queue::outbox::Outbox;
 use smsmax::queue::Queue;
 use smsmax::store::journal::{JournalSettings, JournalStorage};
 use smsmax::store::{MessageRecord, MessageState, ReceiptOutcome, StorageError, Store, UpstreamMatch};
-use storage_contract::{ids, outbox_entry, receipt, record, state_update, submitted, Fixture};
+use storage_contract::{
+    assert_all_queued_once, enqueue_concurrently, ids, outbox_entry, receipt, record, state_update, submitted, Fixture,
+};
 use tempfile::TempDir;
 
 fn settings(max_batch: usize) -> JournalSettings {
@@ -40,77 +41,27 @@ async fn make() -> Fixture<JournalStorage> {
 
 storage_contract_tests!(make);
 
-/// Enqueues `n` records from 10 concurrent tasks; returns their ids.
-async fn enqueue_concurrently(storage: &Arc<JournalStorage>, n: usize) -> HashSet<String> {
-    let gen = Arc::new(ids());
-    let mut tasks = Vec::new();
-    for t in 0..10 {
-        let storage = storage.clone();
-        let gen = gen.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            for i in (t..n).step_by(10) {
-                let batch: Vec<_> = (0..1 + i % 3).map(|_| record(gen.next_id(), "esme1")).collect();
-                mine.extend(batch.iter().map(|r| r.id.clone()));
-                storage.enqueue(batch).await.unwrap();
-            }
-            mine
-        }));
-    }
-    let mut all = HashSet::new();
-    for t in tasks {
-        for id in t.await.unwrap() {
-            assert!(all.insert(id));
-        }
-    }
-    all
-}
-
-async fn assert_all_queued_once(storage: &JournalStorage, expected: &HashSet<String>) {
-    assert_eq!(storage.depth().await.unwrap(), expected.len() as u64);
-    let got = storage
-        .reserve(expected.len() + 100, Duration::from_secs(600))
-        .await
-        .unwrap();
-    assert_eq!(got.len(), expected.len(), "each message queued exactly once");
-    let got_ids: HashSet<_> = got.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(&got_ids, expected);
-    for r in &got {
-        assert_eq!(r.state, MessageState::Accepted);
-        assert_eq!(storage.get(&r.id).await.unwrap().as_ref(), Some(r));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn enqueued_messages_survive_close_and_reopen() {
     let dir = TempDir::new().unwrap();
-    let storage = open(dir.path(), settings(64)).await;
-    let expected = enqueue_concurrently(&storage, 600).await;
-    storage.close().await.unwrap();
-    drop(storage);
-
-    let storage = open(dir.path(), settings(64)).await;
-    assert_all_queued_once(&storage, &expected).await;
-    storage.close().await.unwrap();
+    storage_contract::enqueued_messages_survive_close_and_reopen(|| async { open(dir.path(), settings(64)).await })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn enqueued_messages_survive_a_drop_without_close() {
     let dir = TempDir::new().unwrap();
-    let storage = open(dir.path(), settings(64)).await;
-    let expected = enqueue_concurrently(&storage, 300).await;
-    let leased = storage.reserve(50, Duration::from_secs(3600)).await.unwrap();
-    let acked: Vec<String> = leased[..20].iter().map(|r| r.id.clone()).collect();
-    storage.ack(&acked).await.unwrap();
-    drop(storage);
+    storage_contract::enqueued_messages_survive_a_drop_without_close(|| async { open(dir.path(), settings(64)).await })
+        .await;
+}
 
-    let storage = open(dir.path(), settings(64)).await;
-    let mut remaining = expected.clone();
-    for id in &acked {
-        remaining.remove(id);
-        assert!(storage.get(id).await.unwrap().is_some(), "acked records stay readable");
-    }
-    assert_all_queued_once(&storage, &remaining).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipts_links_and_outbox_survive_a_drop_without_close() {
+    let dir = TempDir::new().unwrap();
+    storage_contract::receipts_links_and_outbox_survive_a_drop_without_close(|| async {
+        open(dir.path(), settings(64)).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,92 +88,6 @@ async fn a_second_open_of_the_same_directory_fails_cleanly() {
     // Released with the storage.
     let again = open(dir.path(), settings(64)).await;
     again.close().await.unwrap();
-}
-
-/// Links, receipts (matched and unmatched) and outbox entries written before
-/// a crash are all there after it; outbox leases are not (at-least-once),
-/// and new outbox ids do not collide with old ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn receipts_links_and_outbox_survive_a_drop_without_close() {
-    let dir = TempDir::new().unwrap();
-    let storage = open(dir.path(), settings(64)).await;
-    let gen = ids();
-    let m = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![m.clone()]).await.unwrap();
-    assert!(storage.update(&m.id, submitted("up1", "k1", 0)).await.unwrap());
-    storage.ack(std::slice::from_ref(&m.id)).await.unwrap();
-    let unmatched = receipt("up1", "k-unknown", None, MessageState::Delivered);
-    storage.record_receipt(unmatched.clone(), None, vec![]).await.unwrap();
-    let found = UpstreamMatch {
-        id: m.id.clone(),
-        part: 0,
-    };
-    let matched = receipt("up1", "k1", Some(found.clone()), MessageState::Delivered);
-    let outcome = storage
-        .record_receipt(
-            matched.clone(),
-            Some(state_update(MessageState::Delivered)),
-            vec![outbox_entry("esme1", &m.id)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(outcome, ReceiptOutcome::Recorded);
-    storage
-        .push(vec![outbox_entry("esme2", "a"), outbox_entry("esme2", "b")])
-        .await
-        .unwrap();
-    let leased = storage
-        .reserve_for("esme2", 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    assert_eq!(leased.len(), 2);
-    let old_ids: HashSet<String> = leased.iter().map(|e| e.id.clone()).collect();
-    drop(storage); // no close: as good as a crash
-
-    let storage = open(dir.path(), settings(64)).await;
-    assert_eq!(storage.find_by_upstream("up1", "k1").await.unwrap(), Some(found));
-    assert_eq!(
-        storage.get(&m.id).await.unwrap().unwrap().state,
-        MessageState::Delivered
-    );
-    assert_eq!(storage.receipts(&m.id).await.unwrap(), vec![matched.clone()]);
-    assert_eq!(storage.unmatched_count().await.unwrap(), 1);
-    assert_eq!(storage.unmatched_receipts(10).await.unwrap(), vec![unmatched]);
-    assert_eq!(
-        storage
-            .record_receipt(matched, None, vec![outbox_entry("esme1", &m.id)])
-            .await
-            .unwrap(),
-        ReceiptOutcome::Duplicate
-    );
-    let mut waiting = storage.waiting_clients().await.unwrap();
-    waiting.sort();
-    assert_eq!(waiting, ["esme1", "esme2"]);
-    assert_eq!(storage.depth_for("esme1").await.unwrap(), 1);
-    let again = storage
-        .reserve_for("esme2", 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    assert_eq!(
-        again.iter().map(|e| e.id.clone()).collect::<HashSet<_>>(),
-        old_ids,
-        "leases are lost with the crash"
-    );
-    storage.push(vec![outbox_entry("esme2", "c")]).await.unwrap();
-    let new = storage
-        .reserve_for("esme2", 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    assert_eq!(new.len(), 1);
-    assert!(!old_ids.contains(&new[0].id), "a new id, not a reused one");
-    storage.close().await.unwrap();
-    drop(storage);
-
-    let storage = open(dir.path(), settings(64)).await;
-    assert_eq!(storage.depth_for("esme2").await.unwrap(), 3);
-    assert_eq!(storage.unmatched_count().await.unwrap(), 1);
-    assert_eq!(storage.receipts(&m.id).await.unwrap().len(), 1);
-    storage.close().await.unwrap();
 }
 
 fn journal_files(dir: &Path) -> (Vec<String>, Vec<String>) {
@@ -292,10 +157,18 @@ async fn snapshots_bound_the_journal_and_replay_to_the_same_state() {
     drop(storage);
 
     let storage = open(dir.path(), small).await;
-    let (after_segments, _) = journal_files(dir.path());
+    let (after_segments, after_snapshots) = journal_files(dir.path());
+    // Names are `snapshot-N.snap` / `journal-N.log` with N zero-padded: the
+    // newest snapshot covers every segment below its N, and none is left.
+    let number = |name: &str| -> u64 {
+        let digits: String = name.chars().filter(|c| c.is_ascii_digit()).collect();
+        digits.parse().unwrap()
+    };
+    let covered_up_to = number(after_snapshots.last().expect("a snapshot"));
+    assert_eq!(after_snapshots.len(), 1, "older snapshots deleted: {after_snapshots:?}");
     assert!(
-        after_segments.first() >= segments.first(),
-        "covered segments deleted: {segments:?} then {after_segments:?}"
+        after_segments.iter().all(|s| number(s) >= covered_up_to),
+        "segments below snapshot {covered_up_to} deleted: {segments:?} then {after_segments:?}"
     );
     assert_eq!(storage.depth_for("esme1").await.unwrap(), 150);
     for (i, r) in leased.iter().enumerate() {

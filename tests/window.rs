@@ -9,18 +9,10 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use common::{submit_sm, PASSWORD};
 use smsmax::{
-    esme::{
-        auth::Authenticator,
-        listener::{self, Transport},
-        Gateway, SessionSettings,
-    },
-    ids::MessageIdGenerator,
     queue::Queue,
     store::{embedded::EmbeddedStorage, MessageRecord, StateUpdate, StorageError},
 };
 use smsmax_protocol::{CommandId, CommandStatus};
-use tokio::sync::{watch, Semaphore};
-use tokio_util::task::TaskTracker;
 
 /// The embedded queue, with every enqueue held back for a while.
 struct SlowQueue(Arc<EmbeddedStorage>);
@@ -57,33 +49,8 @@ async fn requests_beyond_the_window_are_throttled_while_storage_is_busy() {
     let mut config = common::config(dir.path(), "");
     config.clients[0].window = 4;
     let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
-    let gateway = Arc::new(Gateway {
-        settings: SessionSettings {
-            system_id: "SMSMax".into(),
-            bind_timeout: Duration::from_secs(5),
-            enquire_link_interval: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(5),
-            max_command_length: 65536,
-            storage_timeout: Duration::from_secs(10),
-        },
-        auth: Authenticator::new(&config.clients, &config.security),
-        queue: Arc::new(SlowQueue(storage.clone())),
-        store: storage.clone(),
-        ids: MessageIdGenerator::new(0),
-        deliveries: None,
-    });
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let sessions = TaskTracker::new();
-    let server = tokio::spawn(listener::serve(
-        socket,
-        Transport::Tcp,
-        gateway,
-        Arc::new(Semaphore::new(16)),
-        sessions.clone(),
-        stopped,
-    ));
+    let gateway = common::QueueGateway::start(&config, Arc::new(SlowQueue(storage.clone())), storage.clone()).await;
+    let addr = gateway.addr;
 
     let mut esme = common::connect(addr).await;
     assert_eq!(
@@ -115,9 +82,6 @@ async fn requests_beyond_the_window_are_throttled_while_storage_is_busy() {
     );
 
     drop(esme);
-    let _ = stop.send(true);
-    server.await.unwrap();
-    sessions.close();
-    sessions.wait().await;
+    gateway.stop().await;
     storage.close().await.unwrap();
 }

@@ -110,6 +110,7 @@ use redb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::write::{Op, Reply, Request};
 use super::{
     ChangeOutcome, MessageRecord, MessageState, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError,
     Store, UpstreamMatch,
@@ -176,69 +177,6 @@ impl std::fmt::Debug for EmbeddedStorage {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-enum Op {
-    Enqueue(Vec<MessageRecord>),
-    Insert(Vec<MessageRecord>),
-    Update(String, StateUpdate),
-    Cancel {
-        id: String,
-        system_id: String,
-        at_ms: u64,
-    },
-    Replace {
-        id: String,
-        system_id: String,
-        replacement: Replacement,
-    },
-    Ack(Vec<String>),
-    Settle(String, StateUpdate),
-    Retry(String, u64),
-    RecordReceipt {
-        // Boxed: the rarer, larger requests should not size every request.
-        receipt: Box<ReceiptRecord>,
-        update: Option<Box<StateUpdate>>,
-        forward: Vec<OutboxEntry>,
-    },
-    Push(Vec<OutboxEntry>),
-    AckDelivered {
-        system_id: String,
-        ids: Vec<String>,
-    },
-    RetryDelivery {
-        system_id: String,
-        id: String,
-        attempts: u32,
-        due_at_ms: u64,
-    },
-    Expire(u64),
-}
-
-impl Op {
-    /// How much of a batch this request takes.
-    fn weight(&self) -> usize {
-        match self {
-            Op::Enqueue(r) | Op::Insert(r) => r.len().max(1),
-            Op::Ack(ids) | Op::AckDelivered { ids, .. } => ids.len().max(1),
-            Op::Push(entries) => entries.len().max(1),
-            Op::RecordReceipt { forward, .. } => 1 + forward.len(),
-            _ => 1,
-        }
-    }
-}
-
-enum Reply {
-    Done,
-    Found(bool),
-    Outcome(ChangeOutcome),
-    Receipt(ReceiptOutcome),
-    Count(u64),
-}
-
-struct Request {
-    op: Op,
-    reply: oneshot::Sender<Result<Reply, StorageError>>,
 }
 
 /// In-memory leases (id -> end of the lease), shared by the readers that

@@ -13,6 +13,7 @@ use crate::queue::outbox::OutboxEntry;
 
 pub mod embedded;
 pub mod journal;
+mod write;
 
 /// Errors of a storage backend. The caller answers the client with
 /// `ESME_RSYSERR` (or HTTP 503) and logs the error; nothing is acknowledged.

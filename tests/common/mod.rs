@@ -231,3 +231,68 @@ pub async fn stopped_storage(
         .expect("reopen storage");
     (storage, gateway.dir)
 }
+
+/// A gateway's ESME side (no relay, no outbox delivery) serving `queue`
+/// and `store` with the clients of `config`: for tests that wrap the
+/// queue to slow it down, count its calls or make it fail.
+pub struct QueueGateway {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    sessions: tokio_util::task::TaskTracker,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl QueueGateway {
+    pub async fn start(
+        config: &Config,
+        queue: std::sync::Arc<dyn smsmax::queue::Queue>,
+        store: std::sync::Arc<dyn smsmax::store::Store>,
+    ) -> QueueGateway {
+        use smsmax::esme::{
+            auth::Authenticator,
+            listener::{self, Transport},
+            Gateway, SessionSettings,
+        };
+        let gateway = std::sync::Arc::new(Gateway {
+            settings: SessionSettings {
+                system_id: "SMSMax".into(),
+                bind_timeout: Duration::from_secs(5),
+                enquire_link_interval: Duration::from_secs(30),
+                response_timeout: Duration::from_secs(5),
+                max_command_length: 65536,
+                storage_timeout: Duration::from_secs(10),
+            },
+            auth: Authenticator::new(&config.clients, &config.security),
+            queue,
+            store,
+            ids: smsmax::ids::MessageIdGenerator::new(0),
+            deliveries: None,
+        });
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sessions = tokio_util::task::TaskTracker::new();
+        let server = tokio::spawn(listener::serve(
+            socket,
+            Transport::Tcp,
+            gateway,
+            std::sync::Arc::new(tokio::sync::Semaphore::new(16)),
+            sessions.clone(),
+            stopped,
+        ));
+        QueueGateway {
+            addr,
+            stop,
+            sessions,
+            server,
+        }
+    }
+
+    /// Stops accepting, then waits for every session to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.server.await.unwrap();
+        self.sessions.close();
+        self.sessions.wait().await;
+    }
+}

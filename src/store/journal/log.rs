@@ -325,31 +325,15 @@ impl JournalLog {
         self.buf.extend_from_slice(payload);
     }
 
-    /// Writes the buffer (one write, one fdatasync), then rotates if the segment has
-    /// reached `segment_bytes`. Returns the octets written. After an error every later
-    /// sync fails too: reopen to recover what is durable.
+    /// [`write`](Self::write), then one fdatasync of the current segment, which also
+    /// covers frames earlier `write`s left unsynced. Returns the octets written. After
+    /// an error every later sync fails too: reopen to recover what is durable.
     pub fn sync(&mut self) -> Result<u64, LogError> {
-        let path = segment_path(&self.dir, self.segment);
-        if let Some(reason) = &self.failed {
-            let source = io::Error::other(format!("journal failed earlier ({reason}); reopen it"));
-            return Err(LogError::Io { path, source });
-        }
-        if self.buf.is_empty() {
-            return Ok(0);
-        }
-        let written = self.buf.len() as u64;
-        if let Err(e) = (&*self.file).write_all(&self.buf).and_then(|()| self.file.sync_data()) {
-            self.fail(format!("write or fdatasync: {e}"));
-            return Err(io_err(&path)(e));
-        }
-        self.buf.clear();
-        if self.buf.capacity() > KEEP_BUFFER {
-            self.buf.shrink_to(KEEP_BUFFER / 16);
-        }
-        self.segment_len += written;
-        self.since_snapshot += written;
-        if self.segment_len >= self.segment_bytes {
-            self.rotate()?;
+        let written = self.write()?;
+        // Also covers frames an earlier `write` left to the caller to sync.
+        if let Err(e) = self.file.sync_data() {
+            self.fail(format!("fdatasync: {e}"));
+            return Err(io_err(&segment_path(&self.dir, self.segment))(e));
         }
         Ok(written)
     }

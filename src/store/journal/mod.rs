@@ -82,6 +82,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::log::{Entry, JournalLog, LogError};
 use self::redo::Redo;
 use self::state::{Applied, Publish, State};
+use super::write::{Op, Reply, Request};
 use super::{
     ChangeOutcome, MessageRecord, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError, Store,
     UpstreamMatch,
@@ -170,69 +171,6 @@ struct Counters {
     largest_batch: AtomicU64,
     snapshots: AtomicU64,
     pruned: AtomicU64,
-}
-
-enum Op {
-    Enqueue(Vec<MessageRecord>),
-    Insert(Vec<MessageRecord>),
-    Update(String, StateUpdate),
-    Cancel {
-        id: String,
-        system_id: String,
-        at_ms: u64,
-    },
-    Replace {
-        id: String,
-        system_id: String,
-        replacement: Replacement,
-    },
-    Ack(Vec<String>),
-    Settle(String, StateUpdate),
-    Retry(String, u64),
-    RecordReceipt {
-        receipt: Box<ReceiptRecord>,
-        update: Option<Box<StateUpdate>>,
-        forward: Vec<OutboxEntry>,
-    },
-    Push(Vec<OutboxEntry>),
-    AckDelivered {
-        system_id: String,
-        ids: Vec<String>,
-    },
-    RetryDelivery {
-        system_id: String,
-        id: String,
-        attempts: u32,
-        due_at_ms: u64,
-    },
-    Expire(u64),
-}
-
-impl Op {
-    /// How much of a batch this request takes.
-    fn weight(&self) -> usize {
-        match self {
-            Op::Enqueue(r) | Op::Insert(r) => r.len().max(1),
-            Op::Ack(ids) | Op::AckDelivered { ids, .. } => ids.len().max(1),
-            Op::Push(entries) => entries.len().max(1),
-            Op::RecordReceipt { forward, .. } => 1 + forward.len(),
-            _ => 1,
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Reply {
-    Done,
-    Found(bool),
-    Outcome(ChangeOutcome),
-    Receipt(ReceiptOutcome),
-    Count(u64),
-}
-
-struct Request {
-    op: Op,
-    reply: oneshot::Sender<Result<Reply, StorageError>>,
 }
 
 enum Msg {
@@ -736,9 +674,8 @@ struct Progress {
 }
 
 /// Two condition variables, so that a frame written wakes one idle syncer
-/// (not all of them, and not the committer: waking every thread on every
-/// frame showed as ~20% of the gateway's CPU in scheduler time) and a sync
-/// completed wakes only a committer that waits for durability.
+/// (not all of them, nor the committer: one is all a frame needs) and a
+/// sync completed wakes only a committer that waits for durability.
 #[derive(Default)]
 struct Pipeline {
     progress: Mutex<Progress>,
@@ -769,10 +706,12 @@ impl Pipeline {
 }
 
 /// Publishes what became durable, then answers its callers.
-fn complete(state: &Mutex<State>, done: Vec<Completion>) {
-    let publish: Vec<Publish> = done.iter().flat_map(|c| c.publish.iter().cloned()).collect();
-    if !publish.is_empty() {
-        state.lock().unwrap_or_else(|p| p.into_inner()).publish(publish);
+fn complete(state: &Mutex<State>, mut done: Vec<Completion>) {
+    if done.iter().any(|c| !c.publish.is_empty()) {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        for completion in &mut done {
+            state.publish(std::mem::take(&mut completion.publish));
+        }
     }
     for completion in done {
         for (reply, answer) in completion.answers {

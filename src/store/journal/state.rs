@@ -59,7 +59,7 @@ struct Slot {
 }
 
 /// An entry that becomes visible once its batch is synced.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) enum Publish {
     Message(String, u64),
     Outbox(u64),
