@@ -57,6 +57,12 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 const SYSTEM_ID: &str = "bench";
 const PASSWORD: &str = "bench-pw";
+/// The gateway's own allocator (see `src/main.rs`), so the gateway here runs
+/// as `smsmax serve` does; the responder runs on it too.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Longest wait for any one response (the gateway's storage timeout is 30 s).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(35);
 
