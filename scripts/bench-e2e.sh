@@ -30,7 +30,7 @@ sim_port="$(free_port)"
 smpp_port="$(free_port)"
 
 /usr/bin/time -v -o "$work/sim.time" "$bin" sim --listen "127.0.0.1:$sim_port" \
-    --receipt-delay-ms 100 --receipt-jitter-ms 400 --window 256 \
+    --receipt-delay-ms 100 --receipt-jitter-ms 400 --window ${SIM_WINDOW:-256} \
     --mix delivrd=95,undeliv=3,expired=1,rejectd=1 --log-level warn >"$work/sim.out" 2>&1 &
 sim_pid=$!
 

@@ -313,11 +313,21 @@ impl UpstreamPool {
 
     /// A bound, transmitter-capable session that is not backing off, round robin.
     fn pick(&self) -> Result<(&Slot, ClientHandle), SubmitError> {
+        self.pick_from(self.shared.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// What [`pick`](Self::pick) would answer, without taking a turn of the
+    /// round robin: a check that advanced it too would make every submit move
+    /// two places, so with an even number of binds half of them never got one.
+    fn check(&self) -> Result<(), SubmitError> {
+        self.pick_from(self.shared.next.load(Ordering::Relaxed)).map(|_| ())
+    }
+
+    fn pick_from(&self, start: usize) -> Result<(&Slot, ClientHandle), SubmitError> {
         if *self.shared.stop.borrow() {
             return Err(SubmitError::NoBind);
         }
         let slots = &self.shared.slots;
-        let start = self.shared.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut bound = false;
         for i in 0..slots.len() {
@@ -342,7 +352,7 @@ impl UpstreamPool {
     /// Sends `sm` upstream and returns the upstream's message_id.
     pub async fn submit(&self, sm: SubmitSm) -> Result<String, SubmitError> {
         // Fail fast, before waiting for the throughput cap.
-        self.pick()?;
+        self.check()?;
         if let Some(limiter) = &self.shared.limiter {
             if tokio::time::timeout(self.shared.config.response_timeout(), limiter.until_ready())
                 .await
