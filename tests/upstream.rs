@@ -410,3 +410,74 @@ fn tls_without_a_readable_ca_file_is_refused_at_start() {
     let err = UpstreamPool::start(config).unwrap_err();
     assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
 }
+
+/// A bare SMSC for the round-robin test: every accepted connection answers
+/// binds, enquire_link and unbind, and answers submit_sm with an id naming
+/// the connection (`c{n}-{k}`), so the caller can see which bind took it.
+async fn counting_smsc() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures::{SinkExt, StreamExt};
+    use smsmax_protocol::{
+        pdu::{BindResp, SubmitSmResp},
+        Pdu, SmppCodec,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        for conn in 0.. {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut framed = tokio_util::codec::Framed::new(stream, SmppCodec::default());
+                let mut k = 0;
+                while let Some(Ok(Ok(pdu))) = framed.next().await {
+                    let seq = pdu.sequence_number;
+                    let answer = match pdu.body {
+                        Body::BindTransceiver(_) => Pdu::new(seq, Body::BindTransceiverResp(BindResp::default())),
+                        Body::SubmitSm(_) => {
+                            k += 1;
+                            let message_id = format!("c{conn}-{k}").as_str().try_into().unwrap();
+                            Pdu::new(seq, Body::SubmitSmResp(SubmitSmResp { message_id }))
+                        }
+                        Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp),
+                        Body::Unbind => Pdu::new(seq, Body::UnbindResp),
+                        _ => continue,
+                    };
+                    if framed.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accept)
+}
+
+#[tokio::test]
+async fn submits_are_spread_over_every_bind_in_turn() {
+    // A regression: a fail-fast check took a round-robin turn as well, so
+    // every submit moved two places and, with an even number of binds, half
+    // of them never carried a submit.
+    let (addr, smsc) = counting_smsc().await;
+    let mut config = UpstreamConfig::new("carrier", "127.0.0.1", addr.port(), "smsmax", "pw");
+    config.binds = 4;
+    config.response_timeout_ms = 2_000;
+    let pool = started(config, 4).await;
+    let mut per_connection = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..40 {
+        let id = pool.submit(sm(i, false)).await.expect("accepted");
+        let connection = id.split('-').next().unwrap().to_string();
+        *per_connection.entry(connection).or_default() += 1;
+    }
+    assert_eq!(
+        per_connection.len(),
+        4,
+        "every bind carries submits: {per_connection:?}"
+    );
+    assert!(
+        per_connection.values().all(|&n| n == 10),
+        "one submit per bind in turn: {per_connection:?}"
+    );
+    pool.stop().await;
+    smsc.abort();
+}
