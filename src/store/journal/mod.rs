@@ -282,6 +282,7 @@ impl JournalStorage {
                     batches = stats.batches,
                     bytes = stats.bytes,
                     truncated_bytes = stats.truncated_bytes,
+                    zero_tail_bytes = stats.zero_tail_bytes,
                     messages = state.message_count(),
                     queued = state.depth(),
                     ms = started.elapsed().as_millis() as u64,
