@@ -36,6 +36,23 @@
 //! pages the kernel already dropped. Every later write fails; the process
 //! must restart, and the replay rebuilds exactly what the disk has.
 //!
+//! # Preallocated segments
+//!
+//! Frames are written into journal segments that were zero-filled to their
+//! full size and synced before use ([`log`] has the details and the crash
+//! reasoning), so a frame's `fdatasync` is an overwrite with no file size to
+//! commit through the file system's journal. Measured on the development VM
+//! (ext4) with pwrite + fdatasync, 400 rounds: appending 128 KiB, p50
+//! 0.56 ms and average 0.84 ms; overwriting zeros already synced, p50
+//! 0.16 ms and average 0.20 ms (16 KiB: 0.21 -> 0.10 ms). On the gateway
+//! (`examples/ingest.rs`, 4 binds): with a window of 8, where each answer
+//! waits for a sync, ~19 000 -> ~26 000 submits/s and p50 latency 1.4 ->
+//! 0.95 ms (three runs each); with a window of 256 the disk is busy with the
+//! data itself and no difference showed above the machine's noise (the
+//! zero-fill writes each segment twice, once ahead of time). The next
+//! segment is zero-filled on a background thread, so the committer does not
+//! stall at rotation unless the journal outruns it.
+//!
 //! # Memory and retention
 //!
 //! Everything is in memory, so the number of records is bounded:
