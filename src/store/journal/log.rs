@@ -278,8 +278,17 @@ fn data_end(path: &Path, from: u64, len: u64) -> Result<u64, LogError> {
 /// Writes [`SPARE`] from scratch: the segment magic, then zeros up to `size` octets,
 /// really written (an fallocated, unwritten extent would still need a metadata commit
 /// on its first write) and synced, size included. Returns `None` when `cancel` was set
-/// first. The file is not a segment until [`install`] renames it.
+/// first. The file is not a segment until [`install`] renames it. A spare not
+/// finished (cancelled, or an error such as a full disk) is deleted.
 fn prepare_spare(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<File>, LogError> {
+    let prepared = zero_fill(dir, size, cancel);
+    if !matches!(prepared, Ok(Some(_))) {
+        let _ = fs::remove_file(dir.join(SPARE));
+    }
+    prepared
+}
+
+fn zero_fill(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<File>, LogError> {
     let path = dir.join(SPARE);
     remove(&path)?;
     let file = OpenOptions::new()
@@ -410,6 +419,15 @@ impl JournalLog {
                 stats.bytes += keep;
                 since_snapshot += keep;
             } else {
+                if last {
+                    // After a crash of the process alone, frames it wrote but never
+                    // synced are still in the page cache and were just replayed: make
+                    // them durable before anything is done on them, and before this
+                    // segment stops being the last (a torn one before the last is damage).
+                    File::open(&path)
+                        .and_then(|file| file.sync_all())
+                        .map_err(io_err(&path))?;
+                }
                 stats.bytes += len;
                 since_snapshot += len;
             }
@@ -422,6 +440,8 @@ impl JournalLog {
             Some((n, valid, len)) => {
                 let path = segment_path(dir, n);
                 let file = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                // As for a last segment above: what was replayed is made durable now.
+                file.sync_data().map_err(io_err(&path))?;
                 (n, file, valid, len)
             }
             None => {
