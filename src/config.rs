@@ -235,7 +235,9 @@ pub struct StorageConfig {
     /// waits for its receipt before its record is dropped (carriers lose
     /// some receipts; a later one is kept as unmatched), in seconds.
     pub retain_enroute_secs: u64,
-    /// Journal engine: size of a journal segment file, in MiB.
+    /// Journal engine: size of a journal segment file, in MiB. Segments are
+    /// zero-filled to this size before use, and the next one is prepared
+    /// ahead: the journal occupies up to two of them beyond its data.
     pub segment_mb: u64,
     /// Journal engine: journal written since the last snapshot that starts
     /// a new one, in MiB (bounds the replay at start).

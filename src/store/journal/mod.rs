@@ -36,6 +36,26 @@
 //! pages the kernel already dropped. Every later write fails; the process
 //! must restart, and the replay rebuilds exactly what the disk has.
 //!
+//! # Preallocated segments
+//!
+//! Frames are written into journal segments that were zero-filled to their
+//! full size and synced before use ([`log`] has the details and the crash
+//! reasoning), so a frame's `fdatasync` is an overwrite with no file size to
+//! commit through the file system's journal. Measured on the development VM
+//! (ext4) with pwrite + fdatasync, 400 rounds: appending 128 KiB, p50
+//! 0.56 ms and average 0.84 ms; overwriting zeros already synced, p50
+//! 0.16 ms and average 0.20 ms (16 KiB: 0.21 -> 0.10 ms). On the gateway
+//! (`examples/ingest.rs`, 4 binds, 2 shared cores, six alternating pairs
+//! of runs): with a window of 8, where each answer waits for a sync, faster
+//! in every pair, medians ~21 600 -> ~28 900 submits/s and p50 latency
+//! 1.17 -> 0.83 ms. With a window of 256 the gateway is bound by its CPU,
+//! not by sync latency, and no difference showed above the machine's noise
+//! (14 pairs: medians 271 000 and 268 000 submits/s). Each segment is
+//! written twice, zeros first; a 64 MiB zero-fill with its fdatasync took
+//! 46 ms on that disk, and it runs on a background thread for the NEXT
+//! segment, so the committer does not wait at rotation unless the journal
+//! outruns it.
+//!
 //! # Memory and retention
 //!
 //! Everything is in memory, so the number of records is bounded:
@@ -297,6 +317,7 @@ impl JournalStorage {
                     batches = stats.batches,
                     bytes = stats.bytes,
                     truncated_bytes = stats.truncated_bytes,
+                    zero_tail_bytes = stats.zero_tail_bytes,
                     messages = state.message_count(),
                     queued = state.depth(),
                     ms = started.elapsed().as_millis() as u64,
