@@ -6,6 +6,8 @@
 #   scripts/bench-e2e.sh [MESSAGES] [BINDS] [WINDOW]
 #
 # Needs a release build (cargo build --release) and /usr/bin/time (Debian: time).
+# SIM_WINDOW sets the sim's deliver_sm window (default 256); SMSMAX_* variables
+# reach serve as config overrides (e.g. SMSMAX_RELAY__CONCURRENCY=1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
