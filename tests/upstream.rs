@@ -462,6 +462,9 @@ async fn submits_are_spread_over_every_bind_in_turn() {
     let mut config = UpstreamConfig::new("carrier", "127.0.0.1", addr.port(), "smsmax", "pw");
     config.binds = 4;
     config.response_timeout_ms = 2_000;
+    // A throughput cap (far above what the test sends) is what makes submit
+    // check for a session before it waits for the cap.
+    config.throughput = 100_000;
     let pool = started(config, 4).await;
     let mut per_connection = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..40 {

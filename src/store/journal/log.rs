@@ -868,11 +868,7 @@ mod tests {
     #[test]
     fn a_preallocated_zero_tail_replays_exactly_the_frames_and_appends_continue() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = open_all(tmp.path(), BIG);
-        log.append(b"a");
-        log.append(b"bb");
-        log.sync().unwrap();
-        drop(log);
+        write(tmp.path(), BIG, &["a", "bb"]);
         assert_eq!(fs::metadata(seg(tmp.path(), 1)).unwrap().len(), BIG);
         let (mut log, stats, seen) = open_all(tmp.path(), BIG);
         assert_eq!(seen, ["B:a", "B:bb"]);
