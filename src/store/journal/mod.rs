@@ -17,17 +17,20 @@
 //! # Group commit, syncs in parallel
 //!
 //! Writes are requests to one committer thread over a bounded channel, as
-//! in the B-tree engine. The committer drains a batch, applies each request
-//! to the state (deciding its answer: a cancel refused while the relay
-//! holds the message, a duplicate receipt, ...), encodes what it changed as
-//! redos (`redo.rs`) into one journal frame and writes the frame (no sync).
-//! Up to `SYNCERS` (4) syncer threads make written frames durable, each with
-//! one `fdatasync` covering every frame written before it began; several
-//! run at once, so a frame never waits for a sync that began before it was
-//! written. A frame's callers are answered, and its new queue and outbox
-//! entries published (see `state.rs`: nothing is handed to the relay or to a
-//! client before it is durable), once it and every frame before it are
-//! durable. Because one thread applies every change, cancel, replace and
+//! in the B-tree engine. Each request's change is built as a redo
+//! (`redo.rs`) and encoded by the caller, on its own thread (`change.rs`).
+//! The committer drains a batch and, a slice of at most `LOCK_SLICE` at a
+//! time, decides each request's answer (a cancel refused while the relay
+//! holds the message, a full store, ...), applies its redo to the state and
+//! appends its encoded octets to the slice's journal frame, which it then
+//! writes (no sync) before the next slice. Up to `SYNCERS` (4) syncer
+//! threads make written frames durable, each with one `fdatasync` covering
+//! every frame written before it began; several run at once, so a frame
+//! never waits for a sync that began before it was written. A frame's
+//! callers are answered once it and every frame before it are durable; its
+//! new queue and outbox entries are published by whoever locks the state
+//! next (`lock_state`; nothing is handed to the relay or to a client before
+//! it is durable, and nothing answered is missing from a later read). Because one thread applies every change, cancel, replace and
 //! record_receipt are atomic read-check-writes, and the journal's order is
 //! the order changes were applied in.
 //!
@@ -79,6 +82,7 @@
 //! deletes the segments it covers. A crash during it leaves the previous
 //! snapshot and every segment since: nothing is lost.
 
+mod change;
 pub mod log;
 mod redo;
 mod state;
@@ -91,13 +95,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use self::change::Change;
 use self::log::{Entry, JournalLog, LogError};
 use self::redo::Redo;
 use self::state::{Applied, Publish, State};
-use super::write::{Op, Reply, Request};
+use super::write::{Op, Reply};
 use super::{
     ChangeOutcome, MessageRecord, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError, Store,
     UpstreamMatch,
@@ -188,6 +192,15 @@ struct Counters {
     pruned: AtomicU64,
 }
 
+/// A write request as the committer gets it.
+struct Request {
+    change: Change,
+    reply: oneshot::Sender<Result<Reply, StorageError>>,
+}
+
+// Nearly every message is a Write: boxing it would add an allocation per
+// request to save channel slot space for the rare others.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Write(Request),
     /// Retention and snapshots when no write comes.
@@ -216,6 +229,8 @@ const LOCK_FILE: &str = "LOCK";
 /// Message store, work queue, receipts and outbox on the journal engine.
 pub struct JournalStorage {
     state: Arc<Mutex<State>>,
+    /// Journal frames durable so far (see [`lock_state`]).
+    durable: Arc<AtomicU64>,
     /// `None` only while dropping.
     tx: Option<mpsc::Sender<Msg>>,
     closed: AtomicBool,
@@ -229,40 +244,6 @@ impl std::fmt::Debug for JournalStorage {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("stats", &self.stats())
             .finish()
-    }
-}
-
-/// Copies `bytes` out of whatever larger buffer it may be a slice of (a
-/// session's read buffer): a record lives in memory for hours, and a
-/// 30-octet slice must not keep a 64 KiB buffer alive.
-fn own(bytes: &mut Bytes) {
-    if !bytes.is_empty() {
-        *bytes = Bytes::copy_from_slice(bytes);
-    }
-}
-
-fn own_record(record: &mut MessageRecord) {
-    own(&mut record.short_message);
-    own(&mut record.tlvs);
-}
-
-fn own_entry(entry: &mut OutboxEntry) {
-    own(&mut entry.short_message);
-    own(&mut entry.tlvs);
-}
-
-/// The copies of [`own`], made by the caller on its own (tokio) thread
-/// before the request goes to the committer, the one serial stage.
-fn own_op(op: &mut Op) {
-    match op {
-        Op::Enqueue(batch) | Op::Insert(batch) => batch.iter_mut().for_each(own_record),
-        Op::Replace { replacement, .. } => own(&mut replacement.short_message),
-        Op::RecordReceipt { receipt, forward, .. } => {
-            own(&mut receipt.text);
-            forward.iter_mut().for_each(own_entry);
-        }
-        Op::Push(entries) => entries.iter_mut().for_each(own_entry),
-        _ => {}
     }
 }
 
@@ -324,11 +305,14 @@ impl JournalStorage {
             .map_err(engine)??;
 
         let state = Arc::new(Mutex::new(state));
+        let durable = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let maintenance = tx.downgrade();
         let committer = Committer {
             state: state.clone(),
+            durable: durable.clone(),
+            frames: 0,
             journal,
             _lock: lock,
             rx,
@@ -358,6 +342,7 @@ impl JournalStorage {
             .map_err(|e| engine(format!("starting the maintenance thread: {e}")))?;
         Ok(Arc::new(JournalStorage {
             state,
+            durable,
             tx: Some(tx),
             closed: AtomicBool::new(false),
             counters,
@@ -384,9 +369,7 @@ impl JournalStorage {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while applying stops the committer (every later write
-        // fails); reads of what is there stay possible.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_state(&self.state, &self.durable)
     }
 
     fn check_open(&self) -> Result<(), StorageError> {
@@ -405,13 +388,13 @@ impl JournalStorage {
         }
     }
 
-    async fn write(&self, mut op: Op) -> Result<Reply, StorageError> {
+    async fn write(&self, op: Op) -> Result<Reply, StorageError> {
         self.check_open()?;
-        own_op(&mut op);
+        let change = Change::prepare(op, now_ms()).map_err(|e| engine(format!("encoding a redo: {e}")))?;
         let sender = self.tx.as_ref().ok_or(StorageError::Closed)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Msg::Write(Request { op, reply }))
+            .send(Msg::Write(Request { change, reply }))
             .await
             .map_err(|_| self.lost())?;
         answer.await.map_err(|_| self.lost())?
@@ -676,7 +659,9 @@ const SYNCERS: usize = 4;
 const MAX_UNSYNCED_FRAMES: usize = 64;
 
 /// Longest the committer holds the state lock while it applies a batch
-/// (then readers get a turn); one request's change is never split.
+/// (then readers get a turn), and so the most work one frame holds before
+/// it is written and its sync can begin; one request's change is never
+/// split.
 const LOCK_SLICE: Duration = Duration::from_micros(200);
 
 type Answer = (
@@ -684,11 +669,10 @@ type Answer = (
     Result<Reply, StorageError>,
 );
 
-/// The answers (and new entries) of one written frame, released once it is durable.
+/// The answers of one written frame, released once it is durable.
 struct Completion {
     frame: u64,
     answers: Vec<Answer>,
-    publish: Vec<Publish>,
 }
 
 /// Between the committer, which writes frames, and the syncers, which make
@@ -741,14 +725,26 @@ impl Pipeline {
     }
 }
 
-/// Publishes what became durable, then answers its callers.
-fn complete(state: &Mutex<State>, mut done: Vec<Completion>) {
-    if done.iter().any(|c| !c.publish.is_empty()) {
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        for completion in &mut done {
-            state.publish(std::mem::take(&mut completion.publish));
-        }
-    }
+/// Locks the state and first publishes the entries of every frame durable
+/// by now (`durable`).
+///
+/// Why here and not in the syncer: a syncer that locked the state to
+/// publish waited for the committer's slice (~0.2 ms) and then spent
+/// ~0.1 ms publishing before it answered anyone: a third of a submit's wait
+/// for durability at 4 binds x window 256 (a temporary probe). Now a syncer
+/// only raises `durable` and answers; whoever locks the state next publishes,
+/// so a caller that was answered and then reads (or the relay reserving)
+/// always finds the entries its change made.
+fn lock_state<'a>(state: &'a Mutex<State>, durable: &AtomicU64) -> MutexGuard<'a, State> {
+    // A panic while applying stops the committer (every later write fails);
+    // reads of what is there stay possible.
+    let mut guard = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.publish_durable(durable.load(Ordering::Acquire));
+    guard
+}
+
+/// Answers the callers of frames that became durable.
+fn complete(done: Vec<Completion>) {
     for completion in done {
         for (reply, answer) in completion.answers {
             let _ = reply.send(answer);
@@ -767,7 +763,7 @@ fn fail_all(done: Vec<Completion>, reason: &str) {
 
 /// One syncer thread: syncs the frames written and not yet claimed by
 /// another sync, then releases what became durable.
-fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Counters>) {
+fn syncer(pipeline: Arc<Pipeline>, durable_frames: Arc<AtomicU64>, counters: Arc<Counters>) {
     let mut progress = pipeline.lock();
     loop {
         if progress.failed.is_none() && progress.written > progress.claimed {
@@ -785,6 +781,8 @@ fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Count
                     counters.commits.fetch_add(1, Ordering::Relaxed);
                     progress.durable = progress.durable.max(target);
                     let durable = progress.durable;
+                    // Before anyone is answered (see `lock_state`).
+                    durable_frames.store(durable, Ordering::Release);
                     let mut done = Vec::new();
                     while progress.pending.front().is_some_and(|c| c.frame <= durable) {
                         done.extend(progress.pending.pop_front());
@@ -806,7 +804,7 @@ fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Count
             pipeline.durable.notify_all();
             if !done.is_empty() {
                 drop(progress);
-                complete(&state, done);
+                complete(done);
                 progress = pipeline.lock();
             }
             continue;
@@ -821,6 +819,11 @@ fn syncer(pipeline: Arc<Pipeline>, state: Arc<Mutex<State>>, counters: Arc<Count
 /// The single writer.
 struct Committer {
     state: Arc<Mutex<State>>,
+    /// Journal frames durable so far, raised by the syncers.
+    durable: Arc<AtomicU64>,
+    /// Journal frames written so far (the committer's copy of
+    /// `Progress::written`, which only it changes).
+    frames: u64,
     journal: JournalLog,
     /// Held (locked) for as long as the committer runs.
     _lock: std::fs::File,
@@ -838,10 +841,10 @@ struct Committer {
 impl Committer {
     fn run(mut self) {
         for n in 0..SYNCERS {
-            let (pipeline, state, counters) = (self.pipeline.clone(), self.state.clone(), self.counters.clone());
+            let (pipeline, durable, counters) = (self.pipeline.clone(), self.durable.clone(), self.counters.clone());
             match std::thread::Builder::new()
                 .name(format!("journal-sync-{n}"))
-                .spawn(move || syncer(pipeline, state, counters))
+                .spawn(move || syncer(pipeline, durable, counters))
             {
                 Ok(handle) => self.syncers.push(handle),
                 Err(e) => tracing::error!(error = %e, "journal syncer not started"),
@@ -870,12 +873,12 @@ impl Committer {
                 }
                 Msg::Write(request) => request,
             };
-            let mut weight = first.op.weight();
+            let mut weight = first.change.weight;
             let mut batch = vec![first];
             while weight < self.settings.max_batch {
                 match self.rx.try_recv() {
-                    Ok(Msg::Write(request)) if weight + request.op.weight() <= self.settings.max_batch => {
-                        weight += request.op.weight();
+                    Ok(Msg::Write(request)) if weight + request.change.weight <= self.settings.max_batch => {
+                        weight += request.change.weight;
                         batch.push(request);
                     }
                     Ok(Msg::Maintain) => {}
@@ -919,7 +922,7 @@ impl Committer {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_state(&self.state, &self.durable)
     }
 
     /// Encodes `redo` into the frame and applies it.
@@ -937,8 +940,13 @@ impl Committer {
         Ok(state.apply(redo, publish))
     }
 
-    /// Applies a batch, writes its frame and hands its answers to the
-    /// syncers (answered at once when nothing waits for a sync).
+    /// Applies a batch a slice at a time; each slice is its own frame,
+    /// written and handed to the syncers before the next slice is applied.
+    ///
+    /// Why per slice: a batch holds up to `max_batch` records, a few
+    /// milliseconds of work; with one frame per batch its first request
+    /// waited for the last to be applied before its sync could even begin,
+    /// and that wait was most of a submit's latency at 4 binds x window 256.
     fn commit(&mut self, batch: Vec<Request>) {
         let failed = self.pipeline.lock().failed.clone();
         if let Some(reason) = failed {
@@ -950,33 +958,31 @@ impl Committer {
             return;
         }
         let n = batch.len() as u64;
-        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-        let mut publish = Vec::new();
-        let mut records = 0u64;
-        let mut pruned = 0u64;
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        {
-            // Locked for a slice of the batch at a time, not for all of it:
-            // readers (the relay's reserve, the correlator's lookups) run on
-            // the tokio workers and must not wait for a whole batch of a few
-            // thousand; nor per request: locked per request, the committer
-            // (the gateway's one serial stage) spent ~1.45 s of its ~7 s in
-            // commit waiting for this lock in a 200k-message full flow
-            // (a temporary probe); per slice, 0.56-1.0 s.
-            let state = self.state.clone();
-            let now = now_ms();
-            let instant = Instant::now();
-            let mut requests = batch.into_iter().peekable();
-            while requests.peek().is_some() {
-                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let instant = Instant::now();
+        let mut requests = batch.into_iter().peekable();
+        loop {
+            let mut answers: Vec<Answer> = Vec::new();
+            let mut publish = Vec::new();
+            let mut records = 0u64;
+            let mut pruned = 0u64;
+            let mut buffer = std::mem::take(&mut self.buffer);
+            buffer.clear();
+            {
+                // Locked for a slice at a time, not for the whole batch:
+                // readers (the relay's reserve, the correlator's lookups)
+                // run on the tokio workers and must not wait for a batch of
+                // a few thousand; nor per request: locked per request, the
+                // committer spent ~1.45 s of its ~7 s in commit waiting for
+                // this lock in a 200k-message full flow (a temporary
+                // probe); per slice, 0.56-1.0 s.
+                let mut state = self.lock();
                 let held = Instant::now();
                 for request in requests.by_ref() {
                     let answer = self.decide(
                         &mut buffer,
                         &mut state,
-                        request.op,
-                        now,
+                        request.change,
                         instant,
                         &mut publish,
                         &mut records,
@@ -986,28 +992,69 @@ impl Committer {
                         break;
                     }
                 }
-            }
-            // Retention, in the same frame.
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-            let retain_until = now.saturating_sub(self.settings.retain_final.as_millis() as u64);
-            let enroute_until = now.saturating_sub(self.settings.retain_enroute.as_millis() as u64);
-            let (prunable, enroute) =
-                state.prunable(retain_until, enroute_until, self.settings.max_messages, PRUNE_PER_BATCH);
-            if enroute > 0 {
-                tracing::warn!(
-                    records = enroute,
-                    after = ?self.settings.retain_enroute,
-                    "ENROUTE records dropped: no receipt came within retain_enroute_secs"
-                );
-            }
-            if !prunable.is_empty() {
-                pruned = prunable.len() as u64;
-                if let Err(e) = Self::apply(&mut buffer, &mut state, Redo::Prune(prunable), &mut publish) {
-                    tracing::error!(error = e, "retention skipped");
-                    pruned = 0;
+                if requests.peek().is_none() {
+                    pruned = self.retention(&mut state, &mut buffer, now, &mut publish);
                 }
+                // The frame this slice becomes (`seal` numbers it so).
+                let frame = if buffer.is_empty() {
+                    self.frames
+                } else {
+                    self.frames + 1
+                };
+                state.publish_when_durable(frame, std::mem::take(&mut publish));
+            }
+            self.counters.records_written.fetch_add(records, Ordering::Relaxed);
+            self.counters.pruned.fetch_add(pruned, Ordering::Relaxed);
+            if let Err(reason) = self.seal(buffer, answers) {
+                for request in requests {
+                    let _ = request
+                        .reply
+                        .send(Err(engine(format!("journal failed earlier: {reason}"))));
+                }
+                return;
+            }
+            if requests.peek().is_none() {
+                break;
             }
         }
+        self.counters.write_requests.fetch_add(n, Ordering::Relaxed);
+        self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+        self.maybe_snapshot();
+    }
+
+    /// Retention, in the frame of the batch's last slice: final records
+    /// past `retain_final`, ENROUTE records past `retain_enroute`, and the
+    /// oldest final records beyond `max_messages`. Gives the records dropped.
+    fn retention(&self, state: &mut State, buffer: &mut Vec<u8>, now: u64, publish: &mut Vec<Publish>) -> u64 {
+        let retain_until = now.saturating_sub(self.settings.retain_final.as_millis() as u64);
+        let enroute_until = now.saturating_sub(self.settings.retain_enroute.as_millis() as u64);
+        let (prunable, enroute) =
+            state.prunable(retain_until, enroute_until, self.settings.max_messages, PRUNE_PER_BATCH);
+        if enroute > 0 {
+            tracing::warn!(
+                records = enroute,
+                after = ?self.settings.retain_enroute,
+                "ENROUTE records dropped: no receipt came within retain_enroute_secs"
+            );
+        }
+        if prunable.is_empty() {
+            return 0;
+        }
+        let count = prunable.len() as u64;
+        match Self::apply(buffer, state, Redo::Prune(prunable), publish) {
+            Ok(_) => count,
+            Err(e) => {
+                tracing::error!(error = e, "retention skipped");
+                0
+            }
+        }
+    }
+
+    /// Writes one frame (if `buffer` holds any redo) and queues its answers
+    /// until it is durable (at once when nothing waits for
+    /// a sync). A failed write fails the journal and these answers, and
+    /// gives the reason.
+    fn seal(&mut self, buffer: Vec<u8>, answers: Vec<Answer>) -> Result<(), String> {
         let wrote = !buffer.is_empty();
         if wrote {
             self.journal.append(&buffer);
@@ -1016,35 +1063,24 @@ impl Committer {
                 tracing::error!(error = %reason, "journal write failed: the storage stops accepting writes; restart the gateway");
                 self.pipeline.lock().failed = Some(reason.clone());
                 self.pipeline.wake_all();
-                fail_all(
-                    vec![Completion {
-                        frame: 0,
-                        answers,
-                        publish,
-                    }],
-                    &reason,
-                );
+                fail_all(vec![Completion { frame: 0, answers }], &reason);
                 self.buffer = buffer;
-                return;
+                return Err(reason);
             }
         }
         self.buffer = buffer;
-        self.counters.write_requests.fetch_add(n, Ordering::Relaxed);
-        self.counters.records_written.fetch_add(records, Ordering::Relaxed);
-        self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
-        self.counters.pruned.fetch_add(pruned, Ordering::Relaxed);
         let now_durable = {
             let mut progress = self.pipeline.lock();
             if wrote {
-                progress.written += 1;
+                self.frames += 1;
+                progress.written = self.frames;
                 progress.file = Some(self.journal.file());
             }
             let completion = Completion {
                 frame: progress.written,
                 answers,
-                publish,
             };
-            // Nothing of this batch (or before it) waits for a sync.
+            // Nothing of this frame (or before it) waits for a sync.
             let ready = completion.frame <= progress.durable;
             let now_durable = if ready {
                 Some(completion)
@@ -1061,25 +1097,24 @@ impl Committer {
             now_durable
         };
         if let Some(completion) = now_durable {
-            complete(&self.state, vec![completion]);
+            complete(vec![completion]);
         }
-        self.maybe_snapshot();
+        Ok(())
     }
 
-    /// Decides one request's change and answer, and applies the change.
-    #[allow(clippy::too_many_arguments)]
+    /// Decides one request's answer and, unless refused, applies its change
+    /// and appends its redo to the frame.
     fn decide(
         &self,
         buffer: &mut Vec<u8>,
         state: &mut State,
-        op: Op,
-        now: u64,
+        change: Change,
         instant: Instant,
         publish: &mut Vec<Publish>,
         records: &mut u64,
     ) -> Result<Reply, StorageError> {
-        let redo = match op {
-            Op::Enqueue(batch) => {
+        match &change.redo {
+            Redo::Enqueue { records: batch, .. } => {
                 let count = batch.len() as u64;
                 if state.message_count() + count > self.settings.max_messages {
                     // Make room from the oldest final records first.
@@ -1094,78 +1129,42 @@ impl Committer {
                     }
                 }
                 *records += count;
-                Redo::Enqueue { now, records: batch }
             }
-            Op::Insert(batch) => {
-                *records += batch.len() as u64;
-                Redo::Insert(batch)
-            }
-            Op::Update(id, update) => Redo::Update { id, update },
-            Op::Settle(id, update) => Redo::Settle { id, update },
-            Op::Ack(ids) => Redo::Ack(ids),
-            Op::Retry(id, due_at_ms) => Redo::Retry { id, due_at_ms },
-            Op::Cancel { id, system_id, at_ms } => {
-                if let Some(refused) = state.check_change(&id, &system_id, instant) {
+            Redo::Insert(batch) => *records += batch.len() as u64,
+            Redo::Cancelled { id, .. } | Redo::Replaced { id, .. } => {
+                let owner = change.owner.as_deref().unwrap_or_default();
+                if let Some(refused) = state.check_change(id, owner, instant) {
                     return Ok(Reply::Outcome(refused));
                 }
-                Self::apply(buffer, state, Redo::Cancelled { id, at_ms }, publish).map_err(engine)?;
+                Self::apply_prepared(buffer, state, change, publish);
                 return Ok(Reply::Outcome(ChangeOutcome::Changed));
             }
-            Op::Replace {
-                id,
-                system_id,
-                replacement,
-            } => {
-                if let Some(refused) = state.check_change(&id, &system_id, instant) {
-                    return Ok(Reply::Outcome(refused));
-                }
-                Self::apply(buffer, state, Redo::Replaced { id, replacement }, publish).map_err(engine)?;
-                return Ok(Reply::Outcome(ChangeOutcome::Changed));
+            Redo::Receipt { receipt, .. }
+                if receipt.matched.is_none() && state.unmatched_count() >= self.settings.max_unmatched() =>
+            {
+                // Refused, not dropped: the upstream gets ESME_RX_T_APPN
+                // and sends it again later.
+                tracing::warn!(
+                    kept = state.unmatched_count(),
+                    upstream = %receipt.upstream,
+                    "unmatched receipts at their bound: receipt refused for the upstream to resend"
+                );
+                return Err(StorageError::Full(self.settings.max_unmatched()));
             }
-            Op::RecordReceipt {
-                receipt,
-                update,
-                forward,
-            } => {
-                if receipt.matched.is_none() && state.unmatched_count() >= self.settings.max_unmatched() {
-                    // Refused, not dropped: the upstream gets ESME_RX_T_APPN
-                    // and sends it again later.
-                    tracing::warn!(
-                        kept = state.unmatched_count(),
-                        upstream = %receipt.upstream,
-                        "unmatched receipts at their bound: receipt refused for the upstream to resend"
-                    );
-                    return Err(StorageError::Full(self.settings.max_unmatched()));
-                }
-                Redo::Receipt {
-                    now,
-                    receipt: *receipt,
-                    update: update.map(|u| *u),
-                    forward,
-                }
-            }
-            Op::Push(entries) => Redo::Push { now, entries },
-            Op::AckDelivered { system_id, ids } => Redo::AckDelivered { system_id, ids },
-            Op::RetryDelivery {
-                system_id,
-                id,
-                attempts,
-                due_at_ms,
-            } => Redo::RetryDelivery {
-                system_id,
-                id,
-                attempts,
-                due_at_ms,
-            },
-            Op::Expire(now_ms) => Redo::Expire { now_ms },
-        };
-        let applied = Self::apply(buffer, state, redo, publish).map_err(engine)?;
-        Ok(match applied {
+            _ => {}
+        }
+        Ok(match Self::apply_prepared(buffer, state, change, publish) {
             Applied::Done => Reply::Done,
             Applied::Found(found) => Reply::Found(found),
             Applied::Receipt(outcome) => Reply::Receipt(outcome),
             Applied::Count(count) => Reply::Count(count),
         })
+    }
+
+    /// Appends a prepared change's redo to the frame and applies it.
+    fn apply_prepared(buffer: &mut Vec<u8>, state: &mut State, change: Change, publish: &mut Vec<Publish>) -> Applied {
+        buffer.extend_from_slice(&change.encoded);
+        state.apply(change.redo, publish)
     }
 
     /// Starts a snapshot when the journal has grown enough and none is

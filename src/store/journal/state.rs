@@ -100,6 +100,9 @@ pub(super) struct State {
     /// comes (carriers lose some) must not stay in memory for ever.
     enroute: VecDeque<(u64, String)>,
     outbox: OutboxState,
+    /// New queue and outbox entries waiting for their journal frame to be
+    /// durable, in frame order: `(frame, entries)`.
+    unpublished: VecDeque<(u64, Vec<Publish>)>,
 }
 
 #[derive(Default)]
@@ -299,6 +302,25 @@ impl State {
     }
 
     /// Makes the entries of a durable batch available to `reserve`.
+    /// Holds `published` until journal frame `frame` is durable (see
+    /// [`State::publish_durable`]).
+    pub(super) fn publish_when_durable(&mut self, frame: u64, published: Vec<Publish>) {
+        if !published.is_empty() {
+            self.unpublished.push_back((frame, published));
+        }
+    }
+
+    /// Publishes the entries held for frames up to `durable`. Whoever locks
+    /// the state calls this first, so no reader sees the state without the
+    /// entries of a frame already durable (and answered).
+    pub(super) fn publish_durable(&mut self, durable: u64) {
+        while self.unpublished.front().is_some_and(|(frame, _)| *frame <= durable) {
+            if let Some((_, published)) = self.unpublished.pop_front() {
+                self.publish(published);
+            }
+        }
+    }
+
     pub(super) fn publish(&mut self, published: Vec<Publish>) {
         for entry in published {
             match entry {
