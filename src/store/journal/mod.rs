@@ -76,11 +76,17 @@
 //! # Snapshots
 //!
 //! Once the journal since the last snapshot exceeds `snapshot_bytes`, the
-//! committer starts a new segment, encodes the whole state as redos (the
-//! state is locked meanwhile, and the time it takes is logged as
-//! `journal snapshot encoded`) and a background thread writes the snapshot and
-//! deletes the segments it covers. A crash during it leaves the previous
-//! snapshot and every segment since: nothing is lost.
+//! committer starts a new segment and takes the state as of that point
+//! under the lock (logged as `journal snapshot taken`): a reference to each
+//! record, which is copy-on-write, and copies of the links, receipts and
+//! outbox. A background thread encodes it as redos (`journal snapshot
+//! encoded`), writes the snapshot and deletes the segments it covers, while
+//! writes go on. A crash during it leaves the previous snapshot and every
+//! segment since: nothing is lost. In the 1M full flow (a state of a million
+//! records, 330 MB of snapshot) the gateway used to stop for the whole
+//! encode, 7.1 s, and 1,024 receipts timed out at the simulator; now it stops
+//! for the take, 2.4 s, and none did (the copies cost ~0.5 GB of memory
+//! while the snapshot is encoded).
 
 mod change;
 pub mod log;
@@ -835,7 +841,7 @@ struct Committer {
     pipeline: Arc<Pipeline>,
     syncers: Vec<JoinHandle<()>>,
     /// The snapshot being written in the background, if any.
-    snapshot: Option<JoinHandle<Result<u64, LogError>>>,
+    snapshot: Option<JoinHandle<Result<u64, String>>>,
 }
 
 impl Committer {
@@ -1195,37 +1201,30 @@ impl Committer {
                 return;
             }
         };
+        // Under the lock only long enough to take references to the records
+        // and copies of the rest; encoding and writing run on their own
+        // thread while writes go on (see `State::snapshot`).
         let started = Instant::now();
-        let chunks: Result<Vec<Vec<u8>>, postcard::Error> = {
-            let state = self.lock();
-            let mut chunks = Vec::new();
-            let mut failed = None;
-            state.snapshot(SNAPSHOT_CHUNK, &mut |redo| match postcard::to_stdvec(&redo) {
-                Ok(bytes) => chunks.push(bytes),
-                Err(e) => failed = Some(e),
-            });
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(chunks),
-            }
-        };
-        let chunks = match chunks {
-            Ok(chunks) => chunks,
-            Err(e) => {
-                tracing::error!(error = %e, "journal snapshot not encoded; the journal is kept");
-                return;
-            }
-        };
-        tracing::info!(
-            frames = chunks.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "journal snapshot encoded"
-        );
+        let snapshot = self.lock().snapshot(SNAPSHOT_CHUNK);
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "journal snapshot taken");
         let counters = self.counters.clone();
         let spawned = std::thread::Builder::new()
             .name("journal-snapshot".into())
             .spawn(move || {
-                let written = log::write_snapshot(point, chunks);
+                let started = Instant::now();
+                let written = match snapshot.encode() {
+                    Ok(chunks) => {
+                        let frames = chunks.len();
+                        drop(snapshot);
+                        tracing::info!(
+                            frames,
+                            ms = started.elapsed().as_millis() as u64,
+                            "journal snapshot encoded"
+                        );
+                        log::write_snapshot(point, chunks).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("encoding: {e}")),
+                };
                 match &written {
                     Ok(bytes) => {
                         counters.snapshots.fetch_add(1, Ordering::Relaxed);
