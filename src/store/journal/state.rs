@@ -91,9 +91,9 @@ pub(super) struct State {
     depth: u64,
     seq: u64,
     /// upstream -> normalised upstream id -> our message and part.
-    links: HashMap<String, HashMap<String, UpstreamMatch>>,
+    links: HashMap<String, HashMap<String, Arc<Link>>>,
     /// Matched receipts by our message id.
-    receipts: HashMap<String, Vec<ReceiptRecord>>,
+    receipts: HashMap<String, Vec<Arc<ReceiptRecord>>>,
     /// Unmatched receipts: (received_at_ms, seq) -> receipt.
     unmatched: BTreeMap<(u64, u64), ReceiptRecord>,
     unmatched_index: HashMap<(String, String, u8), (u64, u64)>,
@@ -280,7 +280,7 @@ impl State {
             Redo::SnapshotReceipts(receipts) => {
                 for receipt in receipts {
                     if let Some(m) = &receipt.matched {
-                        self.receipts.entry(m.id.clone()).or_default().push(receipt);
+                        self.receipts.entry(m.id.clone()).or_default().push(Arc::new(receipt));
                     }
                 }
                 Applied::Done
@@ -441,7 +441,7 @@ impl State {
         self.links
             .entry(upstream.clone())
             .or_default()
-            .insert(key.clone(), found);
+            .insert(key.clone(), Arc::new((upstream.clone(), key.clone(), found)));
         if let Some(slot) = self.messages.get_mut(&owner) {
             if !slot.links.iter().any(|(u, k)| *u == upstream && *k == key) {
                 slot.links.push((upstream, key));
@@ -525,7 +525,7 @@ impl State {
         for (upstream, key) in slot.links {
             if let Some(keys) = self.links.get_mut(&upstream) {
                 // Only if it still points here: the upstream may have reused the id.
-                if keys.get(&key).is_some_and(|m| m.id == id) {
+                if keys.get(&key).is_some_and(|link| link.2.id == id) {
                     keys.remove(&key);
                 }
             }
@@ -684,11 +684,18 @@ impl State {
     }
 
     pub(super) fn find_by_upstream(&self, upstream: &str, key: &str) -> Option<UpstreamMatch> {
-        self.links.get(upstream).and_then(|keys| keys.get(key)).cloned()
+        self.links
+            .get(upstream)
+            .and_then(|keys| keys.get(key))
+            .map(|link| link.2.clone())
     }
 
     pub(super) fn receipts(&self, id: &str) -> Vec<ReceiptRecord> {
-        let mut out = self.receipts.get(id).cloned().unwrap_or_default();
+        let mut out: Vec<ReceiptRecord> = self
+            .receipts
+            .get(id)
+            .map(|list| list.iter().map(|r| ReceiptRecord::clone(r)).collect())
+            .unwrap_or_default();
         // By part, each part's in arrival order.
         out.sort_by_key(|r| (r.matched.as_ref().map_or(0, |m| m.part), r.received_at_ms));
         out
@@ -764,7 +771,7 @@ impl State {
             self.update_record(&matched.id, update);
         }
         self.remove_unmatched(&receipt);
-        self.receipts.entry(matched.id).or_default().push(receipt);
+        self.receipts.entry(matched.id).or_default().push(Arc::new(receipt));
         for entry in forward {
             self.outbox_push(entry, now, publish);
         }
@@ -907,7 +914,8 @@ impl State {
     // ---- snapshot -----------------------------------------------------
 
     /// The whole state as of now, for a snapshot: a reference per record
-    /// (records are copy-on-write, see [`Slot`]) and copies of the rest.
+    /// (copy-on-write, see [`Slot`]), link and receipt (never changed once
+    /// stored), and copies of the unmatched receipts and the outbox.
     /// Taken under the lock; [`Snapshot::encode`] runs without it.
     ///
     /// Why: encoding under the lock stopped every write and read of the
@@ -920,29 +928,9 @@ impl State {
             .values()
             .map(|slot| (slot.record.clone(), slot.queued.map(|q| q.due_at_ms)))
             .collect();
+        let links = self.links.values().flat_map(|keys| keys.values().cloned()).collect();
+        let receipts = self.receipts.values().flat_map(|list| list.iter().cloned()).collect();
         let mut rest = Vec::new();
-        let mut links = Vec::new();
-        for (upstream, keys) in &self.links {
-            for (key, found) in keys {
-                links.push((upstream.clone(), key.clone(), found.clone()));
-                if links.len() == chunk {
-                    rest.push(Redo::SnapshotLinks(std::mem::take(&mut links)));
-                }
-            }
-        }
-        if !links.is_empty() {
-            rest.push(Redo::SnapshotLinks(links));
-        }
-        let mut receipts = Vec::new();
-        for list in self.receipts.values() {
-            receipts.extend(list.iter().cloned());
-            if receipts.len() >= chunk {
-                rest.push(Redo::SnapshotReceipts(std::mem::take(&mut receipts)));
-            }
-        }
-        if !receipts.is_empty() {
-            rest.push(Redo::SnapshotReceipts(receipts));
-        }
         let unmatched: Vec<ReceiptRecord> = self.unmatched.values().cloned().collect();
         for part in unmatched.chunks(chunk) {
             rest.push(Redo::SnapshotUnmatched(part.to_vec()));
@@ -966,7 +954,13 @@ impl State {
                 break;
             }
         }
-        Snapshot { chunk, messages, rest }
+        Snapshot {
+            chunk,
+            messages,
+            links,
+            receipts,
+            rest,
+        }
     }
 }
 
@@ -975,27 +969,34 @@ pub(super) struct Snapshot {
     chunk: usize,
     /// Each record with its queue entry's due time if queued.
     messages: Vec<(Arc<MessageRecord>, Option<u64>)>,
-    /// Links, receipts, unmatched receipts and the outbox, as redos.
+    links: Vec<Arc<Link>>,
+    /// Matched receipts, each message's in arrival order.
+    receipts: Vec<Arc<ReceiptRecord>>,
+    /// Unmatched receipts and the outbox, as redos.
     rest: Vec<Redo>,
 }
 
-/// `Redo::SnapshotMessages` of records shared with the state, encoded
-/// exactly as the owned redo is (a test holds the two equal).
-struct SnapshotMessages<'a>(&'a [(Arc<MessageRecord>, Option<u64>)]);
+/// An upstream link as `Redo::SnapshotLinks` holds it: `(upstream, key, match)`.
+type Link = (String, String, UpstreamMatch);
 
-/// The variant index of `Redo::SnapshotMessages` (part of the file format).
-const SNAPSHOT_MESSAGES_VARIANT: u32 = 14;
+/// Variant indexes in `Redo` (part of the file format).
+const SNAPSHOT_MESSAGES: u32 = 14;
+const SNAPSHOT_LINKS: u32 = 15;
+const SNAPSHOT_RECEIPTS: u32 = 16;
 
-impl serde::Serialize for SnapshotMessages<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Records<'a>(&'a [(Arc<MessageRecord>, Option<u64>)]);
-        impl serde::Serialize for Records<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|(record, due)| (&**record, *due)))
-            }
-        }
-        serializer.serialize_newtype_variant("Redo", SNAPSHOT_MESSAGES_VARIANT, "SnapshotMessages", &Records(self.0))
+/// Encodes items shared with the state as the `Redo::Snapshot*` variant
+/// `index` holding them, octet for octet what encoding the owned redo
+/// gives (tests hold them equal): postcard writes an enum as its variant
+/// index and a sequence as its length, each a varint, then the items.
+fn encode_shared<U: serde::Serialize>(
+    index: u32,
+    items: impl ExactSizeIterator<Item = U>,
+) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = postcard::to_stdvec(&(index, items.len()))?;
+    for item in items {
+        out = postcard::to_extend(&item, out)?;
     }
+    Ok(out)
 }
 
 impl Snapshot {
@@ -1003,7 +1004,16 @@ impl Snapshot {
     pub(super) fn encode(&self) -> Result<Vec<Vec<u8>>, postcard::Error> {
         let mut frames = Vec::new();
         for part in self.messages.chunks(self.chunk) {
-            frames.push(postcard::to_stdvec(&SnapshotMessages(part))?);
+            frames.push(encode_shared(
+                SNAPSHOT_MESSAGES,
+                part.iter().map(|(record, due)| (&**record, *due)),
+            )?);
+        }
+        for part in self.links.chunks(self.chunk) {
+            frames.push(encode_shared(SNAPSHOT_LINKS, part.iter().map(|link| &**link))?);
+        }
+        for part in self.receipts.chunks(self.chunk) {
+            frames.push(encode_shared(SNAPSHOT_RECEIPTS, part.iter().map(|receipt| &**receipt))?);
         }
         for redo in &self.rest {
             frames.push(postcard::to_stdvec(redo)?);
@@ -1085,12 +1095,36 @@ mod tests {
     }
 
     #[test]
-    fn shared_records_encode_as_the_owned_snapshot_redo() {
+    fn shared_items_encode_as_the_owned_snapshot_redos() {
         let records: Vec<(Arc<MessageRecord>, Option<u64>)> =
             vec![(Arc::new(record("a")), Some(7)), (Arc::new(record("b")), None)];
         let owned = Redo::SnapshotMessages(records.iter().map(|(r, due)| (MessageRecord::clone(r), *due)).collect());
         assert_eq!(
-            postcard::to_stdvec(&SnapshotMessages(&records)).unwrap(),
+            encode_shared(SNAPSHOT_MESSAGES, records.iter().map(|(r, due)| (&**r, *due))).unwrap(),
+            postcard::to_stdvec(&owned).unwrap()
+        );
+        let found = UpstreamMatch {
+            id: "a".into(),
+            part: 1,
+        };
+        let links: Vec<Arc<Link>> = vec![Arc::new(("sim".into(), "K1".into(), found.clone()))];
+        let owned = Redo::SnapshotLinks(links.iter().map(|l| Link::clone(l)).collect());
+        assert_eq!(
+            encode_shared(SNAPSHOT_LINKS, links.iter().map(|l| &**l)).unwrap(),
+            postcard::to_stdvec(&owned).unwrap()
+        );
+        let receipts: Vec<Arc<ReceiptRecord>> = vec![Arc::new(ReceiptRecord {
+            upstream: "sim".into(),
+            key: "K1".into(),
+            matched: Some(found),
+            state: MessageState::Delivered,
+            error_code: None,
+            received_at_ms: 3,
+            text: Bytes::from_static(b"id:K1 stat:DELIVRD"),
+        })];
+        let owned = Redo::SnapshotReceipts(receipts.iter().map(|r| ReceiptRecord::clone(r)).collect());
+        assert_eq!(
+            encode_shared(SNAPSHOT_RECEIPTS, receipts.iter().map(|r| &**r)).unwrap(),
             postcard::to_stdvec(&owned).unwrap()
         );
     }
