@@ -511,10 +511,11 @@ impl Inner {
         stat: &ReceiptState,
     ) -> Result<Option<ReceiptOutcome>, StorageError> {
         let found = self
-            .timed(self.store.find_by_upstream(&receipt.upstream, &receipt.key))
+            .timed(self.store.find_record_by_upstream(&receipt.upstream, &receipt.key))
             .await?;
-        let Some(matched) = found else { return Ok(None) };
-        let record = self.timed(self.store.get(&matched.id)).await?;
+        let Some((matched, record)) = found else {
+            return Ok(None);
+        };
         if let Some(total) = record
             .as_ref()
             .map(|r| self.parts_of(r, &receipt.upstream))

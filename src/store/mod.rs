@@ -259,6 +259,22 @@ pub trait Store: Send + Sync + 'static {
     /// carrying a [`UpstreamLink`]).
     async fn find_by_upstream(&self, upstream: &str, key: &str) -> Result<Option<UpstreamMatch>, StorageError>;
 
+    /// [`find_by_upstream`](Store::find_by_upstream) and the matched
+    /// message's record ([`get`](Store::get)), which the receipt path needs
+    /// for every receipt; an engine that can answer both in one step
+    /// overrides this. `Some((match, None))`: a link to a record that is gone.
+    async fn find_record_by_upstream(
+        &self,
+        upstream: &str,
+        key: &str,
+    ) -> Result<Option<(UpstreamMatch, Option<MessageRecord>)>, StorageError> {
+        let Some(found) = self.find_by_upstream(upstream, key).await? else {
+            return Ok(None);
+        };
+        let record = self.get(&found.id).await?;
+        Ok(Some((found, record)))
+    }
+
     /// Records a receipt, atomically with its consequences, durable when it
     /// returns:
     /// - unmatched (`receipt.matched == None`): kept under (upstream, key,

@@ -672,10 +672,16 @@ pub async fn update_link_is_found_by_upstream<S: Store + Queue + Outbox>(f: Fixt
         id: r.id.clone(),
         part: 0,
     };
-    assert_eq!(s.find_by_upstream("up1", "abc").await.unwrap(), Some(found));
+    assert_eq!(s.find_by_upstream("up1", "abc").await.unwrap(), Some(found.clone()));
     let got = s.get(&r.id).await.unwrap().unwrap();
     assert_eq!(got.state, MessageState::Enroute);
     assert_eq!(got.upstream_id.as_deref(), Some("ABC"));
+    // The match and the record in one call, as the receipt path asks.
+    assert_eq!(
+        s.find_record_by_upstream("up1", "abc").await.unwrap(),
+        Some((found, Some(got)))
+    );
+    assert_eq!(s.find_record_by_upstream("up1", "nope").await.unwrap(), None);
     // Another part of the same message, and the same id at another upstream.
     assert!(s.update(&r.id, submitted("up1", "abd", 1)).await.unwrap());
     assert_eq!(

@@ -477,6 +477,19 @@ impl Store for JournalStorage {
         Ok(self.lock().find_by_upstream(upstream, key))
     }
 
+    async fn find_record_by_upstream(
+        &self,
+        upstream: &str,
+        key: &str,
+    ) -> Result<Option<(UpstreamMatch, Option<MessageRecord>)>, StorageError> {
+        self.check_open()?;
+        let state = self.lock();
+        Ok(state.find_by_upstream(upstream, key).map(|found| {
+            let record = state.get(&found.id);
+            (found, record)
+        }))
+    }
+
     async fn record_receipt(
         &self,
         receipt: ReceiptRecord,
