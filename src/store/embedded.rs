@@ -1011,34 +1011,6 @@ fn unlock(leases: &Mutex<HashMap<String, Instant>>, ids: &[String]) {
 mod tests {
     use super::*;
 
-    fn record(id: &str) -> MessageRecord {
-        MessageRecord {
-            id: id.into(),
-            system_id: "esme".into(),
-            service_type: String::new(),
-            source: Default::default(),
-            dest: Default::default(),
-            esm_class: 0,
-            protocol_id: 0,
-            priority_flag: 0,
-            registered_delivery: 0,
-            data_coding: 0,
-            short_message: bytes::Bytes::from_static(b"hello"),
-            tlvs: bytes::Bytes::new(),
-            parts: 1,
-            state: MessageState::Accepted,
-            submitted_at_ms: 1,
-            updated_at_ms: 1,
-            schedule_at_ms: None,
-            expires_at_ms: None,
-            upstream_id: None,
-            error_code: None,
-            attempts: 0,
-            parts_sent: 0,
-            upstream: None,
-        }
-    }
-
     /// Writes garbage as the record of `id` behind the committer's back.
     fn corrupt(storage: &EmbeddedStorage, id: &str) {
         let wtx = storage.db.begin_write().unwrap();
@@ -1053,7 +1025,10 @@ mod tests {
     async fn a_corrupt_record_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
-        storage.enqueue(vec![record("bad"), record("good")]).await.unwrap();
+        storage
+            .enqueue(vec![MessageRecord::example("bad"), MessageRecord::example("good")])
+            .await
+            .unwrap();
         corrupt(&storage, "bad");
 
         assert!(matches!(storage.get("bad").await, Err(StorageError::Corrupt { id, .. }) if id == "bad"));
@@ -1090,7 +1065,10 @@ mod tests {
     async fn a_lease_is_lost_with_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
-        storage.enqueue(vec![record("a"), record("b")]).await.unwrap();
+        storage
+            .enqueue(vec![MessageRecord::example("a"), MessageRecord::example("b")])
+            .await
+            .unwrap();
         let lease = Duration::from_secs(3600);
         assert_eq!(storage.reserve(10, lease).await.unwrap().len(), 2);
         assert!(storage.reserve(10, lease).await.unwrap().is_empty());

@@ -135,6 +135,39 @@ pub struct MessageRecord {
     pub upstream: Option<String>,
 }
 
+#[cfg(test)]
+impl MessageRecord {
+    /// The storage tests' record: a single-part `hello` from system_id
+    /// `esme`, ACCEPTED, no receipt asked for.
+    pub(crate) fn example(id: &str) -> MessageRecord {
+        MessageRecord {
+            id: id.into(),
+            system_id: "esme".into(),
+            service_type: String::new(),
+            source: AddressRecord::default(),
+            dest: AddressRecord::default(),
+            esm_class: 0,
+            protocol_id: 0,
+            priority_flag: 0,
+            registered_delivery: 0,
+            data_coding: 0,
+            short_message: Bytes::from_static(b"hello"),
+            tlvs: Bytes::new(),
+            parts: 1,
+            state: MessageState::Accepted,
+            submitted_at_ms: 1,
+            updated_at_ms: 1,
+            schedule_at_ms: None,
+            expires_at_ms: None,
+            upstream_id: None,
+            error_code: None,
+            attempts: 0,
+            parts_sent: 0,
+            upstream: None,
+        }
+    }
+}
+
 /// A state change recorded by the relay or by a receipt.
 ///
 /// A record in a final state ([`MessageState::is_final`]) is never changed

@@ -122,38 +122,12 @@ fn own_op(op: &mut Op) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AddressRecord, MessageState, Replacement};
+    use crate::store::Replacement;
 
     fn record(short_message: Bytes) -> MessageRecord {
-        let address = |addr: &str| AddressRecord {
-            ton: 1,
-            npi: 1,
-            addr: addr.into(),
-        };
         MessageRecord {
-            id: "m1".into(),
-            system_id: "acme".into(),
-            service_type: String::new(),
-            source: address("4915"),
-            dest: address("4917"),
-            esm_class: 0,
-            protocol_id: 0,
-            priority_flag: 0,
-            registered_delivery: 1,
-            data_coding: 0,
             short_message,
-            tlvs: Bytes::new(),
-            parts: 1,
-            state: MessageState::Accepted,
-            submitted_at_ms: 1,
-            updated_at_ms: 1,
-            schedule_at_ms: None,
-            expires_at_ms: None,
-            upstream_id: None,
-            error_code: None,
-            attempts: 0,
-            parts_sent: 0,
-            upstream: None,
+            ..MessageRecord::example("m1")
         }
     }
 

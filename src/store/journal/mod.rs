@@ -30,7 +30,8 @@
 //! callers are answered once it and every frame before it are durable; its
 //! new queue and outbox entries are published by whoever locks the state
 //! next (`lock_state`; nothing is handed to the relay or to a client before
-//! it is durable, and nothing answered is missing from a later read). Because one thread applies every change, cancel, replace and
+//! it is durable, and nothing answered is missing from a later read).
+//! Because one thread applies every change, cancel, replace and
 //! record_receipt are atomic read-check-writes, and the journal's order is
 //! the order changes were applied in.
 //!
@@ -1069,9 +1070,8 @@ impl Committer {
     }
 
     /// Writes one frame (if `buffer` holds any redo) and queues its answers
-    /// until it is durable (at once when nothing waits for
-    /// a sync). A failed write fails the journal and these answers, and
-    /// gives the reason.
+    /// until it is durable (at once when nothing waits for a sync). A failed
+    /// write fails the journal and these answers, and gives the reason.
     fn seal(&mut self, buffer: Vec<u8>, answers: Vec<Answer>) -> Result<(), String> {
         let wrote = !buffer.is_empty();
         if wrote {

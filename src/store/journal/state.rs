@@ -13,8 +13,10 @@
 //! A queue entry (or outbox entry) written by a batch is *pending* until
 //! that batch's journal frame is synced: `reserve` cannot hand it out, so
 //! the relay never submits a message to a carrier (nor the outbox a receipt
-//! to a client) that a crash could still erase. The committer publishes
-//! the batch's entries ([`State::publish`]) right after the sync.
+//! to a client) that a crash could still erase. The committer hands each
+//! frame's entries over with the frame's number
+//! ([`State::publish_when_durable`]); whoever locks the state once that frame
+//! is synced publishes them ([`State::publish_durable`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::store::{
 /// several times cheaper than SipHash, which took ~1.5% of the gateway's
 /// CPU in the full-flow profile.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Where a queue (or outbox) entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,9 +60,45 @@ struct Slot {
     /// (`Arc::make_mut`), so a snapshot sees the record as it was.
     record: Arc<MessageRecord>,
     queued: Option<QueueEntry>,
-    /// The upstream links that point at this message (removed with it).
-    links: Vec<(String, String)>,
+    /// The upstream links recorded for this message (removed with it,
+    /// where they still point here).
+    links: Vec<Arc<Link>>,
 }
+
+/// An upstream id of one of our messages, as `Redo::SnapshotLinks` holds it.
+/// Shared by the lookup set, the message's slot and a snapshot being
+/// encoded; never changed once stored (a new link replaces it).
+#[derive(Debug)]
+struct Link {
+    upstream: Arc<str>,
+    /// The normalised upstream id.
+    key: String,
+    found: UpstreamMatch,
+}
+
+/// A [`Link`] in its upstream's lookup set, found by its key alone.
+#[derive(Debug)]
+struct ByKey(Arc<Link>);
+
+impl std::borrow::Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl std::hash::Hash for ByKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
 
 /// An entry that becomes visible once its batch is synced.
 #[derive(Debug)]
@@ -79,10 +118,10 @@ pub(super) enum Applied {
 
 #[derive(Default)]
 pub(super) struct State {
-    /// Boxed: a resize of the map then moves 32-octet entries, not
-    /// 400-octet ones (a stall of ~100 ms at 400 000 records, with the state
-    /// locked, measured as the ingest's p99.9), and its empty buckets cost
-    /// little.
+    /// The record is behind its `Arc`, so a resize of the map moves entries
+    /// of at most 96 octets (a test holds it), not the 400-octet entries of
+    /// records held inline, which stalled ~100 ms at 400 000 records with
+    /// the state locked (measured as the ingest's p99.9).
     messages: HashMap<String, Slot>,
     /// Published, unleased queue entries: (due, seq) -> id.
     due: BTreeMap<(u64, u64), String>,
@@ -91,7 +130,7 @@ pub(super) struct State {
     depth: u64,
     seq: u64,
     /// upstream -> normalised upstream id -> our message and part.
-    links: HashMap<String, HashMap<String, Arc<Link>>>,
+    links: HashMap<Arc<str>, HashSet<ByKey>>,
     /// Matched receipts by our message id.
     receipts: HashMap<String, Vec<Arc<ReceiptRecord>>>,
     /// Unmatched receipts: (received_at_ms, seq) -> receipt.
@@ -305,7 +344,6 @@ impl State {
         }
     }
 
-    /// Makes the entries of a durable batch available to `reserve`.
     /// Holds `published` until journal frame `frame` is durable (see
     /// [`State::publish_durable`]).
     pub(super) fn publish_when_durable(&mut self, frame: u64, published: Vec<Publish>) {
@@ -325,6 +363,7 @@ impl State {
         }
     }
 
+    /// Makes the entries of a durable batch available to `reserve`.
     pub(super) fn publish(&mut self, published: Vec<Publish>) {
         for entry in published {
             match entry {
@@ -437,14 +476,26 @@ impl State {
     }
 
     fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
-        let owner = found.id.clone();
-        self.links
-            .entry(upstream.clone())
-            .or_default()
-            .insert(key.clone(), Arc::new((upstream.clone(), key.clone(), found)));
-        if let Some(slot) = self.messages.get_mut(&owner) {
-            if !slot.links.iter().any(|(u, k)| *u == upstream && *k == key) {
-                slot.links.push((upstream, key));
+        // One allocation per link besides its key: the upstream's name is
+        // shared with the lookup set's.
+        let upstream: Arc<str> = match self.links.get_key_value(upstream.as_str()) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(upstream),
+        };
+        let link = Arc::new(Link {
+            upstream: upstream.clone(),
+            key,
+            found,
+        });
+        // `replace`: a key the upstream reuses now points at this message.
+        self.links.entry(upstream).or_default().replace(ByKey(link.clone()));
+        if let Some(slot) = self.messages.get_mut(&link.found.id) {
+            if !slot
+                .links
+                .iter()
+                .any(|l| l.upstream == link.upstream && l.key == link.key)
+            {
+                slot.links.push(link);
             }
         }
     }
@@ -522,11 +573,14 @@ impl State {
         let Some(slot) = self.messages.remove(id) else {
             return;
         };
-        for (upstream, key) in slot.links {
-            if let Some(keys) = self.links.get_mut(&upstream) {
+        for link in slot.links {
+            if let Some(keys) = self.links.get_mut(&link.upstream) {
                 // Only if it still points here: the upstream may have reused the id.
-                if keys.get(&key).is_some_and(|link| link.2.id == id) {
-                    keys.remove(&key);
+                if keys
+                    .get(link.key.as_str())
+                    .is_some_and(|current| current.0.found.id == id)
+                {
+                    keys.remove(link.key.as_str());
                 }
             }
         }
@@ -687,7 +741,7 @@ impl State {
         self.links
             .get(upstream)
             .and_then(|keys| keys.get(key))
-            .map(|link| link.2.clone())
+            .map(|link| link.0.found.clone())
     }
 
     pub(super) fn receipts(&self, id: &str) -> Vec<ReceiptRecord> {
@@ -928,7 +982,11 @@ impl State {
             .values()
             .map(|slot| (slot.record.clone(), slot.queued.map(|q| q.due_at_ms)))
             .collect();
-        let links = self.links.values().flat_map(|keys| keys.values().cloned()).collect();
+        let links = self
+            .links
+            .values()
+            .flat_map(|keys| keys.iter().map(|link| link.0.clone()))
+            .collect();
         let receipts = self.receipts.values().flat_map(|list| list.iter().cloned()).collect();
         let mut rest = Vec::new();
         let unmatched: Vec<ReceiptRecord> = self.unmatched.values().cloned().collect();
@@ -976,9 +1034,6 @@ pub(super) struct Snapshot {
     rest: Vec<Redo>,
 }
 
-/// An upstream link as `Redo::SnapshotLinks` holds it: `(upstream, key, match)`.
-type Link = (String, String, UpstreamMatch);
-
 /// Variant indexes in `Redo` (part of the file format).
 const SNAPSHOT_MESSAGES: u32 = 14;
 const SNAPSHOT_LINKS: u32 = 15;
@@ -1010,7 +1065,10 @@ impl Snapshot {
             )?);
         }
         for part in self.links.chunks(self.chunk) {
-            frames.push(encode_shared(SNAPSHOT_LINKS, part.iter().map(|link| &**link))?);
+            frames.push(encode_shared(
+                SNAPSHOT_LINKS,
+                part.iter().map(|link| (&*link.upstream, &link.key, &link.found)),
+            )?);
         }
         for part in self.receipts.chunks(self.chunk) {
             frames.push(encode_shared(SNAPSHOT_RECEIPTS, part.iter().map(|receipt| &**receipt))?);
@@ -1027,40 +1085,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::store::{AddressRecord, UpstreamLink};
-
-    fn record(id: &str) -> MessageRecord {
-        let address = |addr: &str| AddressRecord {
-            ton: 1,
-            npi: 1,
-            addr: addr.into(),
-        };
-        MessageRecord {
-            id: id.into(),
-            system_id: "acme".into(),
-            service_type: String::new(),
-            source: address("4915"),
-            dest: address("4917"),
-            esm_class: 0,
-            protocol_id: 0,
-            priority_flag: 0,
-            registered_delivery: 1,
-            data_coding: 0,
-            short_message: Bytes::from_static(b"hello"),
-            tlvs: Bytes::new(),
-            parts: 1,
-            state: MessageState::Accepted,
-            submitted_at_ms: 1,
-            updated_at_ms: 1,
-            schedule_at_ms: None,
-            expires_at_ms: None,
-            upstream_id: None,
-            error_code: None,
-            attempts: 0,
-            parts_sent: 0,
-            upstream: None,
-        }
-    }
+    use crate::store::UpstreamLink;
 
     fn enroute(id: &str, key: &str) -> Redo {
         Redo::Settle {
@@ -1095,9 +1120,33 @@ mod tests {
     }
 
     #[test]
+    fn a_key_the_upstream_reuses_follows_the_newer_message() {
+        let mut state = State::default();
+        let mut publish = Vec::new();
+        let records = vec![MessageRecord::example("m1"), MessageRecord::example("m2")];
+        state.apply(Redo::Enqueue { now: 3, records }, &mut publish);
+        state.apply(enroute("m1", "K1"), &mut publish);
+        state.apply(enroute("m2", "K1"), &mut publish);
+        assert_eq!(state.find_by_upstream("sim", "K1").unwrap().id, "m2");
+        // Dropping the older message leaves the key with the newer one.
+        state.apply(Redo::Prune(vec!["m1".into()]), &mut publish);
+        assert_eq!(state.find_by_upstream("sim", "K1").unwrap().id, "m2");
+        state.apply(Redo::Prune(vec!["m2".into()]), &mut publish);
+        assert_eq!(state.find_by_upstream("sim", "K1"), None);
+    }
+
+    #[test]
+    fn a_map_resize_moves_small_entries() {
+        // The record is behind an Arc (see `State::messages`).
+        assert!(std::mem::size_of::<(String, Slot)>() <= 96);
+    }
+
+    #[test]
     fn shared_items_encode_as_the_owned_snapshot_redos() {
-        let records: Vec<(Arc<MessageRecord>, Option<u64>)> =
-            vec![(Arc::new(record("a")), Some(7)), (Arc::new(record("b")), None)];
+        let records: Vec<(Arc<MessageRecord>, Option<u64>)> = vec![
+            (Arc::new(MessageRecord::example("a")), Some(7)),
+            (Arc::new(MessageRecord::example("b")), None),
+        ];
         let owned = Redo::SnapshotMessages(records.iter().map(|(r, due)| (MessageRecord::clone(r), *due)).collect());
         assert_eq!(
             encode_shared(SNAPSHOT_MESSAGES, records.iter().map(|(r, due)| (&**r, *due))).unwrap(),
@@ -1107,10 +1156,14 @@ mod tests {
             id: "a".into(),
             part: 1,
         };
-        let links: Vec<Arc<Link>> = vec![Arc::new(("sim".into(), "K1".into(), found.clone()))];
-        let owned = Redo::SnapshotLinks(links.iter().map(|l| Link::clone(l)).collect());
+        let links = [Link {
+            upstream: Arc::from("sim"),
+            key: "K1".into(),
+            found: found.clone(),
+        }];
+        let owned = Redo::SnapshotLinks(vec![("sim".into(), "K1".into(), found.clone())]);
         assert_eq!(
-            encode_shared(SNAPSHOT_LINKS, links.iter().map(|l| &**l)).unwrap(),
+            encode_shared(SNAPSHOT_LINKS, links.iter().map(|l| (&*l.upstream, &l.key, &l.found))).unwrap(),
             postcard::to_stdvec(&owned).unwrap()
         );
         let receipts: Vec<Arc<ReceiptRecord>> = vec![Arc::new(ReceiptRecord {
@@ -1133,7 +1186,7 @@ mod tests {
     fn a_snapshot_is_the_state_when_it_was_taken_not_when_it_is_encoded() {
         let mut state = State::default();
         let mut publish = Vec::new();
-        let records = (0..5).map(|n| record(&format!("m{n}"))).collect();
+        let records = (0..5).map(|n| MessageRecord::example(&format!("m{n}"))).collect();
         state.apply(Redo::Enqueue { now: 3, records }, &mut publish);
         state.apply(enroute("m1", "K1"), &mut publish);
         state.publish(std::mem::take(&mut publish));
