@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use compact_str::CompactString;
+
 use super::redo::Redo;
 use crate::queue::outbox::OutboxEntry;
 use crate::store::{
@@ -35,6 +37,14 @@ use crate::store::{
 /// CPU in the full-flow profile.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
+/// A message id as the state's indexes hold it. Ours are 23 or 24 octets
+/// (`crate::ids`) and fit inline (24 at most): a copy of one is not an allocation, and a
+/// key compares without following a pointer to the heap (the id clones and
+/// the key compares of a `String` key were ~8% of the committer thread's
+/// samples at 4 binds x window 256). Longer ids, from other nodes' or
+/// tests' records, go to the heap as a `String` would.
+type Id = CompactString;
 
 /// Where a message's queue entry is.
 ///
@@ -126,7 +136,7 @@ pub(super) enum Publish {
     Message {
         due_at_ms: u64,
         seq: u64,
-        id: String,
+        id: Id,
     },
     Outbox(u64),
 }
@@ -148,12 +158,12 @@ pub(super) struct State {
     /// p99.9; unboxed slots with the record behind its `Arc` (96 octets)
     /// still gave a p99.9 of 67-84 ms against 37-48 ms boxed (four
     /// alternating pairs of `examples/ingest.rs`).
-    messages: HashMap<String, Box<Slot>>,
+    messages: HashMap<Id, Box<Slot>>,
     /// Published, unleased queue entries: (due, seq) -> id. May hold stale
     /// entries (see [`QueuePlace`]), which `reserve` drops.
-    due: BTreeMap<(u64, u64), String>,
+    due: BTreeMap<(u64, u64), Id>,
     /// Leased queue entries: (end of lease, seq) -> id.
-    leases: BTreeMap<(Instant, u64), String>,
+    leases: BTreeMap<(Instant, u64), Id>,
     depth: u64,
     seq: u64,
     /// upstream -> normalised upstream id -> our message and part.
@@ -164,10 +174,10 @@ pub(super) struct State {
     unmatched: BTreeMap<(u64, u64), ReceiptRecord>,
     unmatched_index: HashMap<(String, String, u8), (u64, u64)>,
     /// Final records in the order they became final (retention).
-    finals: VecDeque<(u64, String)>,
+    finals: VecDeque<(u64, Id)>,
     /// Records that went ENROUTE, in that order: one whose receipt never
     /// comes (carriers lose some) must not stay in memory for ever.
-    enroute: VecDeque<(u64, String)>,
+    enroute: VecDeque<(u64, Id)>,
     outbox: OutboxState,
     /// New queue and outbox entries waiting for their journal frame to be
     /// durable, in frame order: `(frame, entries)`.
@@ -195,7 +205,7 @@ struct OutboxSlot {
 
 /// Takes a message's queue entry out of the index it is in. (One not yet
 /// published is in none; it is dropped as stale when it comes.)
-fn unindex(due: &mut BTreeMap<(u64, u64), String>, leases: &mut BTreeMap<(Instant, u64), String>, old: QueueEntry) {
+fn unindex(due: &mut BTreeMap<(u64, u64), Id>, leases: &mut BTreeMap<(Instant, u64), Id>, old: QueueEntry) {
     match old.place {
         QueuePlace::Due => {
             due.remove(&(old.due_at_ms, old.seq));
@@ -250,17 +260,17 @@ impl State {
             Redo::Retry { id, due_at_ms } => {
                 // Only a message still queued: one acked or cancelled
                 // meanwhile stays out.
-                if self.messages.get(&id).is_some_and(|s| s.queued.is_some()) {
+                if self.messages.get(id.as_str()).is_some_and(|s| s.queued.is_some()) {
                     self.queue_put(&id, due_at_ms, publish);
                 }
                 Applied::Done
             }
             Redo::Cancelled { id, at_ms } => {
-                if let Some(slot) = self.messages.get_mut(&id) {
+                if let Some(slot) = self.messages.get_mut(id.as_str()) {
                     let record = Arc::make_mut(&mut slot.record);
                     record.state = MessageState::Deleted;
                     record.updated_at_ms = at_ms;
-                    self.finals.push_back((at_ms, id.clone()));
+                    self.finals.push_back((at_ms, Id::from(id.as_str())));
                 }
                 self.queue_remove(&id);
                 Applied::Done
@@ -426,7 +436,7 @@ impl State {
 
     /// After a replay: retention sees the final records oldest first.
     pub(super) fn finish_load(&mut self) {
-        let mut finals: Vec<(u64, String)> = self
+        let mut finals: Vec<(u64, Id)> = self
             .messages
             .iter()
             .filter(|(_, s)| s.record.state.is_final())
@@ -434,7 +444,7 @@ impl State {
             .collect();
         finals.sort();
         self.finals = finals.into();
-        let mut enroute: Vec<(u64, String)> = self
+        let mut enroute: Vec<(u64, Id)> = self
             .messages
             .iter()
             .filter(|(_, s)| s.record.state == MessageState::Enroute)
@@ -448,13 +458,14 @@ impl State {
 
     fn put_record(&mut self, record: MessageRecord) {
         if record.state.is_final() {
-            self.finals.push_back((record.updated_at_ms, record.id.clone()));
+            self.finals
+                .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
         }
-        match self.messages.get_mut(&record.id) {
+        match self.messages.get_mut(record.id.as_str()) {
             Some(slot) => slot.record = Arc::new(record),
             None => {
                 self.messages.insert(
-                    record.id.clone(),
+                    Id::from(record.id.as_str()),
                     Box::new(Slot {
                         record: Arc::new(record),
                         queued: None,
@@ -469,7 +480,8 @@ impl State {
     /// `queue_put` with one lookup of the id, for the most frequent change.
     fn put_queued(&mut self, record: MessageRecord, due_at_ms: u64, publish: &mut Vec<Publish>) {
         if record.state.is_final() {
-            self.finals.push_back((record.updated_at_ms, record.id.clone()));
+            self.finals
+                .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
         }
         self.seq += 1;
         let entry = QueueEntry {
@@ -477,8 +489,8 @@ impl State {
             seq: self.seq,
             place: QueuePlace::Due,
         };
-        let id = record.id.clone();
-        match self.messages.entry(record.id.clone()) {
+        let id = Id::from(record.id.as_str());
+        match self.messages.entry(id.clone()) {
             Entry::Occupied(occupied) => {
                 let slot = occupied.into_mut();
                 slot.record = Arc::new(record);
@@ -522,7 +534,7 @@ impl State {
         publish.push(Publish::Message {
             due_at_ms,
             seq,
-            id: id.to_string(),
+            id: Id::from(id),
         });
     }
 
@@ -548,7 +560,7 @@ impl State {
         });
         // `replace`: a key the upstream reuses now points at this message.
         self.links.entry(upstream).or_default().replace(ByKey(link.clone()));
-        if let Some(slot) = self.messages.get_mut(&link.found.id) {
+        if let Some(slot) = self.messages.get_mut(link.found.id.as_str()) {
             if !slot
                 .links
                 .iter()
@@ -595,9 +607,9 @@ impl State {
         record.state = update.state;
         record.updated_at_ms = update.at_ms;
         if record.state.is_final() {
-            self.finals.push_back((update.at_ms, id.to_string()));
+            self.finals.push_back((update.at_ms, Id::from(id)));
         } else if record.state == MessageState::Enroute && !was_enroute {
-            self.enroute.push_back((update.at_ms, id.to_string()));
+            self.enroute.push_back((update.at_ms, Id::from(id)));
         }
         true
     }
@@ -704,9 +716,9 @@ impl State {
                 .messages
                 .get(&id)
                 .is_some_and(|s| s.record.state.is_final() && s.queued.is_none())
-                && !chosen.contains(&id)
+                && !chosen.iter().any(|c| *c == id)
             {
-                chosen.push(id);
+                chosen.push(id.into_string());
             }
         }
         let finals = chosen.len();
@@ -736,7 +748,7 @@ impl State {
                 self.enroute.push_back((slot.record.updated_at_ms, id));
                 continue;
             }
-            chosen.push(id);
+            chosen.push(id.into_string());
         }
         let enroute = chosen.len() - finals;
         (chosen, enroute)
@@ -1233,9 +1245,19 @@ mod tests {
     }
 
     #[test]
+    fn our_message_ids_are_held_inline() {
+        // See `Id`. An id has 23 characters while its counter is below
+        // 2^32 and 24 below 2^36 (tens of billions of ids into a process),
+        // both inline; only beyond would ids go to the heap.
+        let ids = crate::ids::MessageIdGenerator::new(0xffff);
+        let id = Id::from(ids.next_id().as_str());
+        assert!(!id.is_heap_allocated(), "{id} ({} octets) went to the heap", id.len());
+    }
+
+    #[test]
     fn a_map_resize_moves_small_entries() {
         // See `State::messages`.
-        assert_eq!(std::mem::size_of::<(String, Box<Slot>)>(), 32);
+        assert_eq!(std::mem::size_of::<(Id, Box<Slot>)>(), 32);
     }
 
     #[test]
