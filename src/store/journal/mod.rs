@@ -10,9 +10,9 @@
 //! rewrites the B-tree pages every changed row sits on, on one thread:
 //! measured, it capped the gateway at ~250 000 submits/s and the full flow
 //! (submit, relay, receipt, client receipt: about eight row changes per
-//! message) at ~15 500 messages/s. Here a change costs a hash-map update and
-//! a few dozen octets appended to a buffer; the disk sees one sequential
-//! write and one `fdatasync` per group commit.
+//! message) at ~15 500 messages/s. Here a change costs an in-memory map
+//! update and a few dozen octets appended to a buffer; the disk sees one
+//! sequential write and one `fdatasync` per group commit.
 //!
 //! # Group commit, syncs in parallel
 //!

@@ -18,7 +18,7 @@
 //! ([`State::publish_when_durable`]); whoever locks the state once that frame
 //! is synced publishes them ([`State::publish_durable`]).
 
-use std::collections::hash_map::Entry;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -152,13 +152,20 @@ pub(super) enum Applied {
 
 #[derive(Default)]
 pub(super) struct State {
-    /// Boxed: a resize of the map then moves 32-octet entries (a test holds
-    /// it). Records held inline (400-octet entries) stalled ~100 ms at
-    /// 400 000 records with the state locked, measured as the ingest's
-    /// p99.9; unboxed slots with the record behind its `Arc` (96 octets)
-    /// still gave a p99.9 of 67-84 ms against 37-48 ms boxed (four
-    /// alternating pairs of `examples/ingest.rs`).
-    messages: HashMap<Id, Box<Slot>>,
+    /// Ordered, not hashed: our ids grow with time (`crate::ids`), so a
+    /// new message is appended at the tree's right edge, and the relay and
+    /// the receipts touch messages roughly in the order they came, in the
+    /// same few leaves; a hash map put each of those at a random place, a
+    /// cache miss or more every time, and its resizes, which move every
+    /// entry with the state locked, were the ingest's worst latencies. With
+    /// a hash map (inline ids, boxed slots) -> this map, four alternating
+    /// pairs of `examples/ingest.rs --no-baseline`: 342k-367k -> 364k-407k
+    /// submits/s, p99.9 15-22 ms -> 10-30 ms; the 200k full flow
+    /// (`scripts/bench-e2e.sh 200000`, three pairs) to the last receipt
+    /// 9.3-12.5 s -> 8.7-12.0 s, faster in each pair. Slots are held in
+    /// the tree, not boxed: one allocation fewer per message, no
+    /// difference measured (four pairs).
+    messages: BTreeMap<Id, Slot>,
     /// Published, unleased queue entries: (due, seq) -> id. May hold stale
     /// entries (see [`QueuePlace`]), which `reserve` drops.
     due: BTreeMap<(u64, u64), Id>,
@@ -466,11 +473,11 @@ impl State {
             None => {
                 self.messages.insert(
                     Id::from(record.id.as_str()),
-                    Box::new(Slot {
+                    Slot {
                         record: Arc::new(record),
                         queued: None,
                         links: Vec::new(),
-                    }),
+                    },
                 );
             }
         }
@@ -500,11 +507,11 @@ impl State {
                 }
             }
             Entry::Vacant(vacant) => {
-                vacant.insert(Box::new(Slot {
+                vacant.insert(Slot {
                     record: Arc::new(record),
                     queued: Some(entry),
                     links: Vec::new(),
-                }));
+                });
                 self.depth += 1;
             }
         }
@@ -1252,12 +1259,6 @@ mod tests {
         let ids = crate::ids::MessageIdGenerator::new(0xffff);
         let id = Id::from(ids.next_id().as_str());
         assert!(!id.is_heap_allocated(), "{id} ({} octets) went to the heap", id.len());
-    }
-
-    #[test]
-    fn a_map_resize_moves_small_entries() {
-        // See `State::messages`.
-        assert_eq!(std::mem::size_of::<(Id, Box<Slot>)>(), 32);
     }
 
     #[test]
