@@ -3,10 +3,13 @@
 //! The committer is the journal's one serial stage, so what does not need
 //! the state is done before a request reaches it: the octets a record keeps
 //! are copied out of the session's read buffer ([`own`]), the clock is read,
-//! and the change's [`Redo`] is built and postcard-encoded. The committer
+//! new records are put behind the `Arc` the state keeps them in, and the
+//! change's [`Redo`] is built and postcard-encoded. The committer
 //! then only decides (a cancel refused while the relay holds the message, a
 //! full store), applies the redo and appends the octets already encoded
 //! from that same redo, so the journal and the state cannot disagree.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -34,8 +37,11 @@ impl Change {
         let weight = op.weight();
         let mut owner = None;
         let redo = match op {
-            Op::Enqueue(records) => Redo::Enqueue { now, records },
-            Op::Insert(records) => Redo::Insert(records),
+            Op::Enqueue(records) => Redo::Enqueue {
+                now,
+                records: records.into_iter().map(Arc::new).collect(),
+            },
+            Op::Insert(records) => Redo::Insert(records.into_iter().map(Arc::new).collect()),
             Op::Update(id, update) => Redo::Update { id, update },
             Op::Settle(id, update) => Redo::Settle { id, update },
             Op::Ack(ids) => Redo::Ack(ids),

@@ -12,6 +12,8 @@
 //! group commit); a snapshot is a run of `Snapshot*` redos that rebuild the
 //! whole state.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::queue::outbox::OutboxEntry;
@@ -21,10 +23,12 @@ use crate::store::{MessageRecord, ReceiptRecord, Replacement, StateUpdate, Upstr
 /// append new variants at the end, never reorder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) enum Redo {
-    /// `Queue::enqueue`: records stored and queued, due at their schedule or `now`.
-    Enqueue { now: u64, records: Vec<MessageRecord> },
+    /// `Queue::enqueue`: records stored and queued, due at their schedule or
+    /// `now`. Behind an `Arc` already (the state's form of a record, encoded
+    /// as the record itself): the caller allocates it, not the committer.
+    Enqueue { now: u64, records: Vec<Arc<MessageRecord>> },
     /// `Store::insert`: records stored (or overwritten), not queued.
-    Insert(Vec<MessageRecord>),
+    Insert(Vec<Arc<MessageRecord>>),
     /// `Store::update`.
     Update { id: String, update: StateUpdate },
     /// `Queue::settle`: the update, then the queue entry removed.

@@ -358,7 +358,7 @@ impl State {
             Redo::SnapshotMessages(records) => {
                 for (record, due) in records {
                     let id = record.id.clone();
-                    self.put_record(record);
+                    self.put_record(Arc::new(record));
                     if let Some(due) = due {
                         self.queue_put(&id, due, publish);
                     }
@@ -463,18 +463,18 @@ impl State {
 
     // ---- message records and the queue -------------------------------
 
-    fn put_record(&mut self, record: MessageRecord) {
+    fn put_record(&mut self, record: Arc<MessageRecord>) {
         if record.state.is_final() {
             self.finals
                 .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
         }
         match self.messages.get_mut(record.id.as_str()) {
-            Some(slot) => slot.record = Arc::new(record),
+            Some(slot) => slot.record = record,
             None => {
                 self.messages.insert(
                     Id::from(record.id.as_str()),
                     Slot {
-                        record: Arc::new(record),
+                        record,
                         queued: None,
                         links: Vec::new(),
                     },
@@ -485,7 +485,7 @@ impl State {
 
     /// Stores `record` and queues it due at `due_at_ms`: `put_record` and
     /// `queue_put` with one lookup of the id, for the most frequent change.
-    fn put_queued(&mut self, record: MessageRecord, due_at_ms: u64, publish: &mut Vec<Publish>) {
+    fn put_queued(&mut self, record: Arc<MessageRecord>, due_at_ms: u64, publish: &mut Vec<Publish>) {
         if record.state.is_final() {
             self.finals
                 .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
@@ -500,7 +500,7 @@ impl State {
         match self.messages.entry(id.clone()) {
             Entry::Occupied(occupied) => {
                 let slot = occupied.into_mut();
-                slot.record = Arc::new(record);
+                slot.record = record;
                 match slot.queued.replace(entry) {
                     Some(old) => unindex(&mut self.due, &mut self.leases, old),
                     None => self.depth += 1,
@@ -508,7 +508,7 @@ impl State {
             }
             Entry::Vacant(vacant) => {
                 vacant.insert(Slot {
-                    record: Arc::new(record),
+                    record,
                     queued: Some(entry),
                     links: Vec::new(),
                 });
@@ -1203,7 +1203,10 @@ mod tests {
     fn a_key_the_upstream_reuses_follows_the_newer_message() {
         let mut state = State::default();
         let mut publish = Vec::new();
-        let records = vec![MessageRecord::example("m1"), MessageRecord::example("m2")];
+        let records = vec![
+            Arc::new(MessageRecord::example("m1")),
+            Arc::new(MessageRecord::example("m2")),
+        ];
         state.apply(Redo::Enqueue { now: 3, records }, &mut publish);
         state.apply(enroute("m1", "K1"), &mut publish);
         state.apply(enroute("m2", "K1"), &mut publish);
@@ -1219,7 +1222,9 @@ mod tests {
     fn entries_changed_before_they_are_published_are_not_handed_out_stale() {
         let mut state = State::default();
         let mut publish = Vec::new();
-        let records = (0..4).map(|n| MessageRecord::example(&format!("m{n}"))).collect();
+        let records = (0..4)
+            .map(|n| Arc::new(MessageRecord::example(&format!("m{n}"))))
+            .collect();
         state.apply(Redo::Enqueue { now: 3, records }, &mut publish);
         let now = Instant::now();
         let until = now + std::time::Duration::from_secs(60);
@@ -1306,7 +1311,9 @@ mod tests {
     fn a_snapshot_is_the_state_when_it_was_taken_not_when_it_is_encoded() {
         let mut state = State::default();
         let mut publish = Vec::new();
-        let records = (0..5).map(|n| MessageRecord::example(&format!("m{n}"))).collect();
+        let records = (0..5)
+            .map(|n| Arc::new(MessageRecord::example(&format!("m{n}"))))
+            .collect();
         state.apply(Redo::Enqueue { now: 3, records }, &mut publish);
         state.apply(enroute("m1", "K1"), &mut publish);
         state.publish(std::mem::take(&mut publish));
