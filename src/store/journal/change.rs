@@ -35,6 +35,7 @@ impl Change {
     pub(super) fn prepare(mut op: Op, now: u64) -> Result<Change, postcard::Error> {
         own_op(&mut op);
         let weight = op.weight();
+        let size_hint = encoded_size_hint(&op);
         let mut owner = None;
         let redo = match op {
             Op::Enqueue(records) => Redo::Enqueue {
@@ -83,13 +84,37 @@ impl Change {
             },
             Op::Expire(now_ms) => Redo::Expire { now_ms },
         };
-        let encoded = postcard::to_stdvec(&redo)?;
+        let encoded = postcard::to_extend(&redo, Vec::with_capacity(size_hint))?;
         Ok(Change {
             redo,
             encoded,
             owner,
             weight,
         })
+    }
+}
+
+/// About the octets `op`'s redo encodes to, a little over for records:
+/// a batch of records encoded into a growing `Vec` was copied over and over
+/// as it doubled (`realloc` was ~10% of `prepare` in the ingest profile).
+fn encoded_size_hint(op: &Op) -> usize {
+    /// A record's fixed-size fields and length prefixes, over-estimated.
+    const RECORD_FIXED: usize = 96;
+    match op {
+        Op::Enqueue(records) | Op::Insert(records) => records
+            .iter()
+            .map(|r| {
+                RECORD_FIXED
+                    + r.id.len()
+                    + r.system_id.len()
+                    + r.service_type.len()
+                    + r.source.addr.len()
+                    + r.dest.addr.len()
+                    + r.short_message.len()
+                    + r.tlvs.len()
+            })
+            .sum(),
+        _ => 128,
     }
 }
 
@@ -152,6 +177,28 @@ mod tests {
         }
         assert_eq!(change.weight, 1);
         assert_eq!(change.owner, None);
+    }
+
+    #[test]
+    fn a_batch_of_new_records_is_encoded_without_growing_its_buffer() {
+        let records: Vec<MessageRecord> = (0..100)
+            .map(|n| MessageRecord {
+                schedule_at_ms: Some(u64::MAX),
+                expires_at_ms: Some(u64::MAX),
+                submitted_at_ms: u64::MAX,
+                updated_at_ms: u64::MAX,
+                ..record(Bytes::from(vec![b'x'; 160 + n]))
+            })
+            .collect();
+        let hint = encoded_size_hint(&Op::Enqueue(records.clone()));
+        let change = Change::prepare(Op::Enqueue(records), u64::MAX).unwrap();
+        assert!(change.encoded.len() <= hint, "{} > {hint}", change.encoded.len());
+        assert!(
+            hint < change.encoded.len() * 2,
+            "{hint} is far over {}",
+            change.encoded.len()
+        );
+        assert_eq!(change.encoded.capacity(), hint, "the buffer grew");
     }
 
     #[test]
