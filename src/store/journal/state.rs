@@ -23,8 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use compact_str::CompactString;
-
+use super::id::Id;
 use super::redo::Redo;
 use crate::queue::outbox::OutboxEntry;
 use crate::store::{
@@ -37,14 +36,6 @@ use crate::store::{
 /// CPU in the full-flow profile.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
-/// A message id as the state's indexes hold it. Ours are 23 or 24 octets
-/// (`crate::ids`) and fit inline (24 at most): a copy of one is not an allocation, and a
-/// key compares without following a pointer to the heap (the id clones and
-/// the key compares of a `String` key were ~8% of the committer thread's
-/// samples at 4 binds x window 256). Longer ids, from other nodes' or
-/// tests' records, go to the heap as a `String` would.
-type Id = CompactString;
 
 /// Where a message's queue entry is.
 ///
@@ -164,7 +155,8 @@ pub(super) struct State {
     /// (`scripts/bench-e2e.sh 200000`, three pairs) to the last receipt
     /// 9.3-12.5 s -> 8.7-12.0 s, faster in each pair. Slots are held in
     /// the tree, not boxed: one allocation fewer per message, no
-    /// difference measured (four pairs).
+    /// difference measured (four pairs). Keys compare as integers
+    /// ([`Id`]): as text, the compares were half the committer's work.
     messages: BTreeMap<Id, Slot>,
     /// Published, unleased queue entries: (due, seq) -> id. May hold stale
     /// entries (see [`QueuePlace`]), which `reserve` drops.
@@ -267,17 +259,17 @@ impl State {
             Redo::Retry { id, due_at_ms } => {
                 // Only a message still queued: one acked or cancelled
                 // meanwhile stays out.
-                if self.messages.get(id.as_str()).is_some_and(|s| s.queued.is_some()) {
+                if self.messages.get(&Id::new(&id)).is_some_and(|s| s.queued.is_some()) {
                     self.queue_put(&id, due_at_ms, publish);
                 }
                 Applied::Done
             }
             Redo::Cancelled { id, at_ms } => {
-                if let Some(slot) = self.messages.get_mut(id.as_str()) {
+                if let Some(slot) = self.messages.get_mut(&Id::new(&id)) {
                     let record = Arc::make_mut(&mut slot.record);
                     record.state = MessageState::Deleted;
                     record.updated_at_ms = at_ms;
-                    self.finals.push_back((at_ms, Id::from(id.as_str())));
+                    self.finals.push_back((at_ms, Id::new(&id)));
                 }
                 self.queue_remove(&id);
                 Applied::Done
@@ -465,14 +457,13 @@ impl State {
 
     fn put_record(&mut self, record: Arc<MessageRecord>) {
         if record.state.is_final() {
-            self.finals
-                .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
+            self.finals.push_back((record.updated_at_ms, Id::new(&record.id)));
         }
-        match self.messages.get_mut(record.id.as_str()) {
+        match self.messages.get_mut(&Id::new(&record.id)) {
             Some(slot) => slot.record = record,
             None => {
                 self.messages.insert(
-                    Id::from(record.id.as_str()),
+                    Id::new(&record.id),
                     Slot {
                         record,
                         queued: None,
@@ -487,8 +478,7 @@ impl State {
     /// `queue_put` with one lookup of the id, for the most frequent change.
     fn put_queued(&mut self, record: Arc<MessageRecord>, due_at_ms: u64, publish: &mut Vec<Publish>) {
         if record.state.is_final() {
-            self.finals
-                .push_back((record.updated_at_ms, Id::from(record.id.as_str())));
+            self.finals.push_back((record.updated_at_ms, Id::new(&record.id)));
         }
         self.seq += 1;
         let entry = QueueEntry {
@@ -496,7 +486,7 @@ impl State {
             seq: self.seq,
             place: QueuePlace::Due,
         };
-        let id = Id::from(record.id.as_str());
+        let id = Id::new(&record.id);
         match self.messages.entry(id.clone()) {
             Entry::Occupied(occupied) => {
                 let slot = occupied.into_mut();
@@ -526,7 +516,7 @@ impl State {
     fn queue_put(&mut self, id: &str, due_at_ms: u64, publish: &mut Vec<Publish>) {
         self.seq += 1;
         let seq = self.seq;
-        let Some(slot) = self.messages.get_mut(id) else {
+        let Some(slot) = self.messages.get_mut(&Id::new(id)) else {
             return;
         };
         let entry = QueueEntry {
@@ -541,12 +531,12 @@ impl State {
         publish.push(Publish::Message {
             due_at_ms,
             seq,
-            id: Id::from(id),
+            id: Id::new(id),
         });
     }
 
     fn queue_remove(&mut self, id: &str) {
-        let Some(old) = self.messages.get_mut(id).and_then(|s| s.queued.take()) else {
+        let Some(old) = self.messages.get_mut(&Id::new(id)).and_then(|s| s.queued.take()) else {
             return;
         };
         self.depth -= 1;
@@ -567,7 +557,7 @@ impl State {
         });
         // `replace`: a key the upstream reuses now points at this message.
         self.links.entry(upstream).or_default().replace(ByKey(link.clone()));
-        if let Some(slot) = self.messages.get_mut(link.found.id.as_str()) {
+        if let Some(slot) = self.messages.get_mut(&Id::new(&link.found.id)) {
             if !slot
                 .links
                 .iter()
@@ -580,7 +570,7 @@ impl State {
 
     /// [`Store::update`](crate::store::Store::update) on the state.
     fn update_record(&mut self, id: &str, update: &StateUpdate) -> bool {
-        if !self.messages.contains_key(id) {
+        if !self.messages.contains_key(&Id::new(id)) {
             return false;
         }
         if let Some(link) = update.link.as_ref().filter(|l| !l.key.is_empty()) {
@@ -590,7 +580,7 @@ impl State {
             };
             self.link(link.upstream.clone(), link.key.clone(), found);
         }
-        let Some(slot) = self.messages.get_mut(id) else {
+        let Some(slot) = self.messages.get_mut(&Id::new(id)) else {
             return false;
         };
         if slot.record.state.is_final() {
@@ -614,15 +604,15 @@ impl State {
         record.state = update.state;
         record.updated_at_ms = update.at_ms;
         if record.state.is_final() {
-            self.finals.push_back((update.at_ms, Id::from(id)));
+            self.finals.push_back((update.at_ms, Id::new(id)));
         } else if record.state == MessageState::Enroute && !was_enroute {
-            self.enroute.push_back((update.at_ms, Id::from(id)));
+            self.enroute.push_back((update.at_ms, Id::new(id)));
         }
         true
     }
 
     fn replace(&mut self, id: &str, replacement: Replacement, publish: &mut Vec<Publish>) {
-        let Some(slot) = self.messages.get_mut(id) else {
+        let Some(slot) = self.messages.get_mut(&Id::new(id)) else {
             return;
         };
         let record = Arc::make_mut(&mut slot.record);
@@ -648,7 +638,7 @@ impl State {
     /// Drops a record with its queue entry, receipts and links.
     fn remove_message(&mut self, id: &str) {
         self.queue_remove(id);
-        let Some(slot) = self.messages.remove(id) else {
+        let Some(slot) = self.messages.remove(&Id::new(id)) else {
             return;
         };
         for link in slot.links {
@@ -667,7 +657,7 @@ impl State {
 
     /// The cancel_sm / replace_sm checks: `None` if the change may go ahead.
     pub(super) fn check_change(&self, id: &str, system_id: &str, now: Instant) -> Option<ChangeOutcome> {
-        let Some(slot) = self.messages.get(id) else {
+        let Some(slot) = self.messages.get(&Id::new(id)) else {
             return Some(ChangeOutcome::NotFound);
         };
         let record = &slot.record;
@@ -706,6 +696,10 @@ impl State {
         limit: usize,
     ) -> (Vec<String>, usize) {
         let mut chosen = Vec::new();
+        // An id can be in `finals` or `enroute` twice (final again after an
+        // overwrite; ENROUTE again for its next part): dropped once. A set, not a scan of `chosen`, which
+        // was quadratic in the 8,192 ids one batch may drop.
+        let mut seen: HashSet<Id> = HashSet::default();
         while chosen.len() < limit {
             let Some((at, _)) = self.finals.front() else {
                 break;
@@ -723,9 +717,9 @@ impl State {
                 .messages
                 .get(&id)
                 .is_some_and(|s| s.record.state.is_final() && s.queued.is_none())
-                && !chosen.iter().any(|c| *c == id)
+                && seen.insert(id.clone())
             {
-                chosen.push(id.into_string());
+                chosen.push(id.to_string());
             }
         }
         let finals = chosen.len();
@@ -755,7 +749,9 @@ impl State {
                 self.enroute.push_back((slot.record.updated_at_ms, id));
                 continue;
             }
-            chosen.push(id.into_string());
+            if seen.insert(id.clone()) {
+                chosen.push(id.to_string());
+            }
         }
         let enroute = chosen.len() - finals;
         (chosen, enroute)
@@ -768,7 +764,7 @@ impl State {
     // ---- reads --------------------------------------------------------
 
     pub(super) fn get(&self, id: &str) -> Option<MessageRecord> {
-        self.messages.get(id).map(|s| MessageRecord::clone(&s.record))
+        self.messages.get(&Id::new(id)).map(|s| MessageRecord::clone(&s.record))
     }
 
     pub(super) fn depth(&self) -> u64 {
@@ -1254,16 +1250,6 @@ mod tests {
         assert_eq!(ids(state.reserve(10, now, until, 100)), ["m2"]);
         assert!(state.reserve(10, now, until, 100).is_empty());
         assert!(state.due.is_empty(), "stale entries are dropped once reached");
-    }
-
-    #[test]
-    fn our_message_ids_are_held_inline() {
-        // See `Id`. An id has 23 characters while its counter is below
-        // 2^32 and 24 below 2^36 (tens of billions of ids into a process),
-        // both inline; only beyond would ids go to the heap.
-        let ids = crate::ids::MessageIdGenerator::new(0xffff);
-        let id = Id::from(ids.next_id().as_str());
-        assert!(!id.is_heap_allocated(), "{id} ({} octets) went to the heap", id.len());
     }
 
     #[test]
