@@ -23,7 +23,9 @@
 //! time, decides each request's answer (a cancel refused while the relay
 //! holds the message, a full store, ...), applies its redo to the state and
 //! appends its encoded octets to the slice's journal frame, which it then
-//! writes (no sync) before the next slice. Up to `SYNCERS` (4) syncer
+//! writes (no sync) before the next slice. A batch of nothing but enqueues
+//! (the submits' path) is written as one frame first and applied while it
+//! syncs (`Committer::commit_enqueues`). Up to `SYNCERS` (4) syncer
 //! threads make written frames durable, each with one `fdatasync` covering
 //! every frame written before it began; several run at once, so a frame
 //! never waits for a sync that began before it was written. A frame's
@@ -909,7 +911,11 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            match self.commit_enqueues(batch) {
+                Some(batch) => self.commit(batch),
+                // Retention and snapshots, as after any batch.
+                None => self.commit(Vec::new()),
+            }
         }
         let _ = self.finish();
     }
@@ -1074,40 +1080,59 @@ impl Committer {
     /// until it is durable (at once when nothing waits for a sync). A failed
     /// write fails the journal and these answers, and gives the reason.
     fn seal(&mut self, buffer: Vec<u8>, answers: Vec<Answer>) -> Result<(), String> {
+        let written = self.write_frame(&buffer);
+        self.buffer = buffer;
+        match written {
+            Ok(frame) => {
+                self.release(frame, answers);
+                Ok(())
+            }
+            Err(reason) => {
+                fail_all(vec![Completion { frame: 0, answers }], &reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Writes `buffer` as the next frame, if it holds any redo, and hands it
+    /// to the syncers. Gives the frame that work done so far waits for (the
+    /// last one written). A failed write fails the journal: gives the reason.
+    fn write_frame(&mut self, buffer: &[u8]) -> Result<u64, String> {
         let wrote = !buffer.is_empty();
         if wrote {
-            self.journal.append(&buffer);
+            self.journal.append(buffer);
             if let Err(e) = self.journal.write() {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "journal write failed: the storage stops accepting writes; restart the gateway");
                 self.pipeline.lock().failed = Some(reason.clone());
                 self.pipeline.wake_all();
-                fail_all(vec![Completion { frame: 0, answers }], &reason);
-                self.buffer = buffer;
                 return Err(reason);
             }
         }
-        self.buffer = buffer;
+        let mut progress = self.pipeline.lock();
+        if wrote {
+            self.frames += 1;
+            progress.written = self.frames;
+            progress.file = Some(self.journal.file());
+            self.pipeline.work.notify_one();
+        }
+        Ok(progress.written)
+    }
+
+    /// Answers `answers` once frame `frame` is durable: at once if it is
+    /// already, else when a syncer gets there. Then waits while too many
+    /// frames are written and not yet durable.
+    fn release(&mut self, frame: u64, answers: Vec<Answer>) {
+        if answers.is_empty() {
+            return;
+        }
+        let completion = Completion { frame, answers };
         let now_durable = {
             let mut progress = self.pipeline.lock();
-            if wrote {
-                self.frames += 1;
-                progress.written = self.frames;
-                progress.file = Some(self.journal.file());
-            }
-            let completion = Completion {
-                frame: progress.written,
-                answers,
-            };
-            // Nothing of this frame (or before it) waits for a sync.
-            let ready = completion.frame <= progress.durable;
-            let now_durable = if ready {
+            let now_durable = if completion.frame <= progress.durable {
                 Some(completion)
             } else {
                 progress.pending.push_back(completion);
-                if wrote {
-                    self.pipeline.work.notify_one();
-                }
                 None
             };
             while progress.failed.is_none() && progress.pending.len() >= MAX_UNSYNCED_FRAMES {
@@ -1118,7 +1143,73 @@ impl Committer {
         if let Some(completion) = now_durable {
             complete(vec![completion]);
         }
-        Ok(())
+    }
+
+    /// The common batch, nothing but enqueues with room for all of them:
+    /// its frame is written and handed to the syncers BEFORE the batch is
+    /// applied, so the `fdatasync` runs while the committer applies it
+    /// (an enqueue can only be refused for room, decided here up front).
+    /// The callers are answered once both are done. Gives the batch back
+    /// if it is not such a batch.
+    ///
+    /// Why: one enqueue's wait for storage was its batch's apply and then
+    /// its frame's sync, one after the other (a temporary probe at 4 binds
+    /// x window 256: pickup 0.23 ms, apply to frame written 0.31 ms, frame
+    /// written to durable 0.39 ms).
+    fn commit_enqueues(&mut self, batch: Vec<Request>) -> Option<Vec<Request>> {
+        if !batch.iter().all(|r| matches!(r.change.redo, Redo::Enqueue { .. })) {
+            return Some(batch);
+        }
+        let count: u64 = batch
+            .iter()
+            .map(|r| match &r.change.redo {
+                Redo::Enqueue { records, .. } => records.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        if self.lock().message_count() + count > self.settings.max_messages {
+            return Some(batch);
+        }
+        let n = batch.len() as u64;
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        for request in &batch {
+            buffer.extend_from_slice(&request.change.encoded);
+        }
+        let written = self.write_frame(&buffer);
+        self.buffer = buffer;
+        let frame = match written {
+            Ok(frame) => frame,
+            Err(reason) => {
+                for request in batch {
+                    let _ = request
+                        .reply
+                        .send(Err(engine(format!("journal write failed: {reason}"))));
+                }
+                return None;
+            }
+        };
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut requests = batch.into_iter().peekable();
+        while requests.peek().is_some() {
+            // Locked a slice at a time, as in `commit`.
+            let mut state = self.lock();
+            let held = Instant::now();
+            let mut publish = Vec::new();
+            for request in requests.by_ref() {
+                state.apply(request.change.redo, &mut publish);
+                answers.push((request.reply, Ok(Reply::Done)));
+                if held.elapsed() >= LOCK_SLICE {
+                    break;
+                }
+            }
+            state.publish_when_durable(frame, publish);
+        }
+        self.counters.records_written.fetch_add(count, Ordering::Relaxed);
+        self.counters.write_requests.fetch_add(n, Ordering::Relaxed);
+        self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+        self.release(frame, answers);
+        None
     }
 
     /// Decides one request's answer and, unless refused, applies its change
