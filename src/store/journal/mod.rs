@@ -91,6 +91,7 @@
 //! the simulator; now it stops for the take, 0.3 s, and none do.
 
 mod change;
+mod due;
 mod id;
 pub mod log;
 mod redo;

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::due::DueIndex;
 use super::id::Id;
 use super::redo::Redo;
 use crate::queue::outbox::OutboxEntry;
@@ -158,9 +159,9 @@ pub(super) struct State {
     /// difference measured (four pairs). Keys compare as integers
     /// ([`Id`]): as text, the compares were half the committer's work.
     messages: BTreeMap<Id, Slot>,
-    /// Published, unleased queue entries: (due, seq) -> id. May hold stale
+    /// Published, unleased queue entries by (due, seq). May hold stale
     /// entries (see [`QueuePlace`]), which `reserve` drops.
-    due: BTreeMap<(u64, u64), Id>,
+    due: DueIndex,
     /// Leased queue entries: (end of lease, seq) -> id.
     leases: BTreeMap<(Instant, u64), Id>,
     depth: u64,
@@ -204,11 +205,9 @@ struct OutboxSlot {
 
 /// Takes a message's queue entry out of the index it is in. (One not yet
 /// published is in none; it is dropped as stale when it comes.)
-fn unindex(due: &mut BTreeMap<(u64, u64), Id>, leases: &mut BTreeMap<(Instant, u64), Id>, old: QueueEntry) {
+fn unindex(due: &mut DueIndex, leases: &mut BTreeMap<(Instant, u64), Id>, old: QueueEntry) {
     match old.place {
-        QueuePlace::Due => {
-            due.remove(&(old.due_at_ms, old.seq));
-        }
+        QueuePlace::Due => due.remove(old.due_at_ms, old.seq),
         QueuePlace::Leased(until) => {
             leases.remove(&(until, old.seq));
         }
@@ -412,11 +411,10 @@ impl State {
 
     /// Makes the entries of a durable batch available to `reserve`.
     pub(super) fn publish(&mut self, published: Vec<Publish>) {
+        let now = crate::smpp_time::now_ms();
         for entry in published {
             match entry {
-                Publish::Message { due_at_ms, seq, id } => {
-                    self.due.insert((due_at_ms, seq), id);
-                }
+                Publish::Message { due_at_ms, seq, id } => self.due.insert(due_at_ms, seq, id, now),
                 Publish::Outbox(n) => {
                     if let Some(slot) = self.outbox.entries.get_mut(&n) {
                         if slot.place == Place::Pending {
@@ -785,19 +783,15 @@ impl State {
             if let Some(q) = self.messages.get_mut(&id).and_then(|s| s.queued.as_mut()) {
                 if q.seq == seq && matches!(q.place, QueuePlace::Leased(_)) {
                     q.place = QueuePlace::Due;
-                    self.due.insert((q.due_at_ms, seq), id);
+                    self.due.insert(q.due_at_ms, seq, id, wall_ms);
                 }
             }
         }
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(entry) = self.due.first_entry() else {
+            let Some((seq, id)) = self.due.pop_due(wall_ms) else {
                 break;
             };
-            if entry.key().0 > wall_ms {
-                break;
-            }
-            let ((_, seq), id) = entry.remove_entry();
             // A stale entry (see `QueuePlace`): its message left the queue
             // or was queued again before the entry was published.
             let Some(slot) = self.messages.get_mut(&id) else {
@@ -1249,7 +1243,7 @@ mod tests {
         assert_eq!(ids(state.reserve(10, now, until, 10)), ["m3"]);
         assert_eq!(ids(state.reserve(10, now, until, 100)), ["m2"]);
         assert!(state.reserve(10, now, until, 100).is_empty());
-        assert!(state.due.is_empty(), "stale entries are dropped once reached");
+        assert_eq!(state.due.len(), 0, "stale entries are dropped once reached");
     }
 
     #[test]
