@@ -831,9 +831,7 @@ mod tests {
 
     fn record(id: &str, registered_delivery: u8) -> MessageRecord {
         MessageRecord {
-            id: id.into(),
             system_id: "alice".into(),
-            service_type: String::new(),
             source: AddressRecord {
                 ton: 1,
                 npi: 1,
@@ -844,24 +842,8 @@ mod tests {
                 npi: 1,
                 addr: "447700900123".into(),
             },
-            esm_class: 0,
-            protocol_id: 0,
-            priority_flag: 0,
             registered_delivery,
-            data_coding: 0,
-            short_message: Bytes::from_static(b"hello"),
-            tlvs: Bytes::new(),
-            parts: 1,
-            state: MessageState::Accepted,
-            submitted_at_ms: 1,
-            updated_at_ms: 1,
-            schedule_at_ms: None,
-            expires_at_ms: None,
-            upstream_id: None,
-            error_code: None,
-            attempts: 0,
-            parts_sent: 0,
-            upstream: None,
+            ..MessageRecord::example(id)
         }
     }
 

@@ -907,7 +907,6 @@ mod tests {
         let mut buf = BytesMut::new();
         smsmax_protocol::tlv::put_tlvs(tlvs, &mut buf).unwrap();
         MessageRecord {
-            id: "id1".into(),
             system_id: "alice".into(),
             service_type: "CMT".into(),
             source: AddressRecord {
@@ -927,17 +926,7 @@ mod tests {
             data_coding: 8,
             short_message: Bytes::copy_from_slice(message),
             tlvs: buf.freeze(),
-            parts: 1,
-            state: MessageState::Accepted,
-            submitted_at_ms: 1,
-            updated_at_ms: 1,
-            schedule_at_ms: None,
-            expires_at_ms: None,
-            upstream_id: None,
-            error_code: None,
-            attempts: 0,
-            parts_sent: 0,
-            upstream: None,
+            ..MessageRecord::example("id1")
         }
     }
 

@@ -3,8 +3,9 @@
 //! The messages are a B-tree by id (see `State::messages`), and an insert
 //! or a lookup compares the id with some fifty keys on its way down. As
 //! text, that is a `memcmp` of 23 octets each time, with the 15 octets of
-//! prefix every id of one process shares: about half of the committer's
-//! work per enqueued message in the ingest profile (4 binds x window 256).
+//! prefix every id of one process shares: about half of storing an
+//! enqueued message on the committer, a quarter of that thread's samples,
+//! in the ingest profile (4 binds x window 256).
 //! Our ids are lowercase hex (`crate::ids`), so they are held as the number
 //! they spell and compared as integers; any other id (another node's
 //! format, a test's) is held as text.

@@ -1110,14 +1110,14 @@ impl Committer {
                 return Err(reason);
             }
         }
-        let mut progress = self.pipeline.lock();
         if wrote {
             self.frames += 1;
+            let mut progress = self.pipeline.lock();
             progress.written = self.frames;
             progress.file = Some(self.journal.file());
             self.pipeline.work.notify_one();
         }
-        Ok(progress.written)
+        Ok(self.frames)
     }
 
     /// Answers `answers` once frame `frame` is durable: at once if it is
