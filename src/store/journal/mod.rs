@@ -96,6 +96,8 @@ mod id;
 pub mod log;
 mod redo;
 mod state;
+#[cfg(test)]
+mod sync_failure_tests;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -246,6 +248,8 @@ pub struct JournalStorage {
     closed: AtomicBool,
     counters: Arc<Counters>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// The committer's sync pipeline: read for [`JournalStorage::sync_failure`].
+    pipeline: Arc<Pipeline>,
 }
 
 impl std::fmt::Debug for JournalStorage {
@@ -319,6 +323,7 @@ impl JournalStorage {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let maintenance = tx.downgrade();
+        let pipeline = Arc::new(Pipeline::default());
         let committer = Committer {
             state: state.clone(),
             durable: durable.clone(),
@@ -329,7 +334,7 @@ impl JournalStorage {
             settings,
             counters: counters.clone(),
             buffer: Vec::new(),
-            pipeline: Arc::new(Pipeline::default()),
+            pipeline: pipeline.clone(),
             syncers: Vec::new(),
             snapshot: None,
         };
@@ -357,7 +362,27 @@ impl JournalStorage {
             closed: AtomicBool::new(false),
             counters,
             committer: Mutex::new(Some(handle)),
+            pipeline,
         }))
+    }
+
+    /// Why the journal stopped accepting writes, if it did: an `fdatasync`
+    /// failed (the data of the frames it covered is in an unknown state, so
+    /// nothing after it is answered as stored; restart the gateway).
+    ///
+    /// As with any database commit that fails, the outcome of the refused
+    /// writes is unknown, not "not stored": a frame written before the
+    /// failed sync may still be read back on restart, so a message its
+    /// client was refused (ESME_RSYSERR) can be relayed after all. What was
+    /// acknowledged is never lost.
+    pub fn sync_failure(&self) -> Option<String> {
+        self.pipeline.lock().failed.clone()
+    }
+
+    /// Makes every later `fdatasync` fail, as a disk error would.
+    #[cfg(test)]
+    fn fail_syncs(&self) {
+        self.pipeline.lock().fail_syncs = true;
     }
 
     /// What the committer has done so far.
@@ -714,6 +739,9 @@ struct Progress {
     /// A sync failed: nothing more becomes durable.
     failed: Option<String>,
     stop: bool,
+    /// Fault injection: every sync from now on fails.
+    #[cfg(test)]
+    fail_syncs: bool,
 }
 
 /// Two condition variables, so that a frame written wakes one idle syncer
@@ -796,8 +824,16 @@ fn syncer(pipeline: Arc<Pipeline>, durable_frames: Arc<AtomicU64>, counters: Arc
                 progress.failed = Some("no journal file to sync".into());
                 continue;
             };
+            #[cfg(test)]
+            let inject = progress.fail_syncs;
             drop(progress);
             let synced = file.sync_data();
+            #[cfg(test)]
+            let synced = if inject {
+                Err(std::io::Error::other("injected fault"))
+            } else {
+                synced
+            };
             progress = pipeline.lock();
             let done: Vec<Completion> = match synced {
                 Ok(()) => {
