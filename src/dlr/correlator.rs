@@ -521,6 +521,7 @@ impl Inner {
             .map(|r| self.parts_of(r, &receipt.upstream))
             .filter(|&n| n > 1)
         {
+            drop(record);
             return self.multipart(receipt, stat, matched, total).await.map(Some);
         }
         let state = receipt.state;
@@ -557,6 +558,9 @@ impl Inner {
             }
         };
         let client = record.as_ref().map(|r| r.system_id.clone());
+        // Before recording: the record is the store's own (shared), and
+        // recording the receipt changes it; held, it would be copied.
+        drop(record);
         self.record(receipt, matched, client, update, forward).await.map(Some)
     }
 

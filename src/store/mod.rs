@@ -5,6 +5,8 @@
 //! ScyllaDB one (cluster profile) implements the same trait and runs the same
 //! contract tests (`tests/storage_contract/mod.rs`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -296,15 +298,19 @@ pub trait Store: Send + Sync + 'static {
     /// message's record ([`get`](Store::get)), which the receipt path needs
     /// for every receipt; an engine that can answer both in one step
     /// overrides this. `Some((match, None))`: a link to a record that is gone.
+    ///
+    /// Shared, not copied: an engine that keeps records in memory hands out
+    /// its own (the receipt path only reads it, and drops it before it
+    /// records the receipt, so the engine can then change it in place).
     async fn find_record_by_upstream(
         &self,
         upstream: &str,
         key: &str,
-    ) -> Result<Option<(UpstreamMatch, Option<MessageRecord>)>, StorageError> {
+    ) -> Result<Option<(UpstreamMatch, Option<Arc<MessageRecord>>)>, StorageError> {
         let Some(found) = self.find_by_upstream(upstream, key).await? else {
             return Ok(None);
         };
-        let record = self.get(&found.id).await?;
+        let record = self.get(&found.id).await?.map(Arc::new);
         Ok(Some((found, record)))
     }
 

@@ -679,7 +679,7 @@ pub async fn update_link_is_found_by_upstream<S: Store + Queue + Outbox>(f: Fixt
     // The match and the record in one call, as the receipt path asks.
     assert_eq!(
         s.find_record_by_upstream("up1", "abc").await.unwrap(),
-        Some((found, Some(got)))
+        Some((found, Some(std::sync::Arc::new(got))))
     );
     assert_eq!(s.find_record_by_upstream("up1", "nope").await.unwrap(), None);
     // Another part of the same message, and the same id at another upstream.

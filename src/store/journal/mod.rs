@@ -511,11 +511,11 @@ impl Store for JournalStorage {
         &self,
         upstream: &str,
         key: &str,
-    ) -> Result<Option<(UpstreamMatch, Option<MessageRecord>)>, StorageError> {
+    ) -> Result<Option<(UpstreamMatch, Option<Arc<MessageRecord>>)>, StorageError> {
         self.check_open()?;
         let state = self.lock();
         Ok(state.find_by_upstream(upstream, key).map(|found| {
-            let record = state.get(&found.id);
+            let record = state.get_shared(&found.id);
             (found, record)
         }))
     }

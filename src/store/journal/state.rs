@@ -747,6 +747,12 @@ impl State {
         self.messages.get(&Id::new(id)).map(|s| MessageRecord::clone(&s.record))
     }
 
+    /// The record itself, shared: a change to it while the caller holds it
+    /// copies it first (`Arc::make_mut`), so hold it briefly.
+    pub(super) fn get_shared(&self, id: &str) -> Option<Arc<MessageRecord>> {
+        self.messages.get(&Id::new(id)).map(|s| s.record.clone())
+    }
+
     pub(super) fn depth(&self) -> u64 {
         self.depth
     }
