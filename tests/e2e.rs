@@ -391,6 +391,60 @@ async fn upstream_connections_killed_and_upstream_restarted_lose_nothing() {
     assert_eq!(stats2.duplicates, 0, "{stats2:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_outage_while_it_owes_receipts_loses_none_and_repeats_none() {
+    // Receipts 0.3 to 1.8 s after each submit; the carrier goes down for 2 s
+    // once every submit is answered: some receipts were delivered before,
+    // some may be out unanswered when the connections drop, the rest come
+    // due while it is down and wait in its store for the next bind.
+    let sim = common::start_sim(|c| {
+        c.receipt_delay = Duration::from_millis(300);
+        c.receipt_jitter = Duration::from_millis(1500);
+    })
+    .await;
+    let gateway = common::start(&gateway_config(sim.addr.port(), "", "")).await;
+    let (handle, inbound) = bind(gateway.addr, BindType::Transceiver).await;
+    let collector = Collector::default();
+    let consumer = collector.consume(inbound);
+    let ids = submit_all(&handle, "outage", 0..200).await;
+    let deadline = Instant::now() + RECEIPTS_WITHIN;
+    while sim.stats().submits_accepted < 200 {
+        assert!(Instant::now() < deadline, "relayed: {:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Down while receipts flow: after the first few reached the client.
+    while collector.receipted(&ids) < 10 {
+        assert!(Instant::now() < deadline, "first receipts: {:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let before = sim.stats();
+    assert!(before.receipts_pending > 0, "the carrier owes receipts: {before:?}");
+    let delivered_before = collector.receipted(&ids);
+
+    sim.outage(Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = sim.stats();
+    assert!(during.connections_dropped >= 2, "both binds were cut: {during:?}");
+    assert_eq!(during.sessions_open, 0, "nobody bound during the outage: {during:?}");
+    assert!(
+        collector.receipted(&ids) < ids.len(),
+        "receipts were still owed when the carrier came back ({delivered_before} delivered before the outage)"
+    );
+
+    collector.expect_exactly_once(&ids).await;
+    handle.unbind().await.expect("unbind");
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    gateway.running.stop().await.expect("gateway stops");
+    let after = sim.stop().await;
+    assert!(
+        after.connections > before.connections,
+        "the gateway bound again: {after:?}"
+    );
+    assert_eq!(after.distinct_messages, 200, "{after:?}");
+    assert_eq!(after.duplicates, 0, "nothing was submitted twice: {after:?}");
+    assert_eq!(after.receipts_acked, 200, "every owed receipt was taken: {after:?}");
+}
+
 // --- the node `smpp` package as the upstream ----------------------------
 
 fn node_smsc() -> PathBuf {

@@ -599,10 +599,22 @@ pub struct SimHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
+    /// Each new value is an outage of that length (see [`SimHandle::outage`]).
+    outage: watch::Sender<Duration>,
     tracker: TaskTracker,
 }
 
 impl SimHandle {
+    /// A carrier outage: every connection is closed at once (no unbind,
+    /// nothing more answered, counted in `connections_dropped`) and the
+    /// address refuses connections for `length`; then it listens again on
+    /// the same address. What the simulator owes survives, as an SMSC's
+    /// store does: receipts that come due meanwhile, and deliver_sm that
+    /// were out unanswered, wait for the next bind.
+    pub fn outage(&self, length: Duration) {
+        self.outage.send_replace(length);
+    }
+
     /// What was counted so far.
     pub fn stats(&self) -> SimStats {
         self.shared.counters.snapshot()
@@ -652,14 +664,24 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         kept: std::sync::Mutex::new(Vec::new()),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (outage, outage_rx) = watch::channel(Duration::ZERO);
     let tracker = TaskTracker::new();
     tracker.spawn(router.run_timer(shutdown_rx.clone()));
-    tracker.spawn(accept_loop(listener, shared.clone(), shutdown_rx, tracker.clone()));
+    tracker.spawn(accept_loop(
+        listener,
+        shared.clone(),
+        Signals {
+            shutdown: shutdown_rx,
+            outage: outage_rx,
+        },
+        tracker.clone(),
+    ));
     tracing::info!(%addr, "sim listening");
     Ok(SimHandle {
         addr,
         shared,
         shutdown,
+        outage,
         tracker,
     })
 }
@@ -684,41 +706,89 @@ pub async fn run(config: SimConfig, duration: Option<Duration>) -> anyhow::Resul
     Ok(handle.stop().await)
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-    tracker: TaskTracker,
-) {
+/// What sessions and the accept loop listen for besides the peer.
+#[derive(Clone)]
+pub(crate) struct Signals {
+    /// Graceful: unbind every session.
+    pub shutdown: watch::Receiver<bool>,
+    /// Abrupt: close every connection, refuse new ones for the value.
+    pub outage: watch::Receiver<Duration>,
+}
+
+enum AcceptEvent {
+    Stop,
+    Outage(Duration),
+    Accepted(std::io::Result<(tokio::net::TcpStream, SocketAddr)>),
+}
+
+/// How long the address may take to become free again after an outage.
+const REBIND_WITHIN: Duration = Duration::from_secs(5);
+
+async fn accept_loop(mut listener: TcpListener, shared: Arc<Shared>, mut signals: Signals, tracker: TaskTracker) {
     let open = Arc::new(tokio::sync::Semaphore::new(shared.config.max_connections));
     loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
+        let event = tokio::select! {
+            _ = signals.shutdown.changed() => AcceptEvent::Stop,
+            changed = signals.outage.changed() => match changed {
+                Ok(()) => AcceptEvent::Outage(*signals.outage.borrow_and_update()),
+                // The handle is gone: so is the simulator.
+                Err(_) => AcceptEvent::Stop,
+            },
+            accepted = listener.accept() => AcceptEvent::Accepted(accepted),
+        };
+        let (stream, peer) = match event {
+            AcceptEvent::Stop => break,
+            AcceptEvent::Outage(length) => {
+                let Ok(addr) = listener.local_addr() else { break };
+                drop(listener);
+                tracing::info!(%addr, ?length, "sim outage: every connection closed, not listening");
+                tokio::select! {
+                    _ = signals.shutdown.changed() => break,
+                    () = tokio::time::sleep(length) => {}
+                }
+                match rebind(addr).await {
+                    Ok(again) => listener = again,
                     Err(e) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                        tracing::error!(%addr, error = %e, "sim cannot listen again after the outage");
+                        break;
                     }
-                };
-                bump(&shared.counters.connections);
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    bump(&shared.counters.connections_refused);
-                    tracing::warn!(%peer, "too many connections; closing");
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    session::run(stream, peer, shared, shutdown).await;
-                    drop(permit);
-                });
+                }
+                tracing::info!(%addr, "sim listening again");
+                continue;
             }
+            AcceptEvent::Accepted(Ok(pair)) => pair,
+            AcceptEvent::Accepted(Err(e)) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        bump(&shared.counters.connections);
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            bump(&shared.counters.connections_refused);
+            tracing::warn!(%peer, "too many connections; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let signals = signals.clone();
+        tracker.spawn(async move {
+            session::run(stream, peer, shared, signals).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Listens on `addr` again, retrying while the port is still held.
+async fn rebind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + REBIND_WITHIN;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }

@@ -32,7 +32,7 @@ use tokio_util::codec::FramedRead;
 use super::{
     receipts::{address21, is_failure, mo_body, receipt_body, Kind, Outgoing, SubmitInfo, MAX_ATTEMPTS},
     stats::bump,
-    streams, unit, Seen, Shared,
+    streams, unit, Seen, Shared, Signals,
 };
 use crate::{config::BindType, esme::window::Window, smpp_time::now_ms};
 
@@ -73,7 +73,11 @@ enum End {
 }
 
 /// Runs one connection until it ends. Never panics on input.
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, signals: Signals) {
+    let Signals {
+        mut shutdown,
+        mut outage,
+    } = signals;
     let timeout = shared.config.response_timeout;
     let (read_half, write_half) = stream.into_split();
     let mut frames = FramedRead::new(read_half, SmppCodec::default());
@@ -126,6 +130,10 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 } else {
                     session.bell = None;
                 }
+            }
+            Ok(()) = outage.changed() => {
+                bump(&session.shared.counters.connections_dropped);
+                break End::Dropped;
             }
             _ = shutdown.changed(), if !session.draining => {
                 session.draining = true;
