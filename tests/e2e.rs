@@ -130,6 +130,13 @@ async fn submit_all(handle: &ClientHandle, test: &str, range: std::ops::Range<us
     ids
 }
 
+/// Unbinds the client, then waits (bounded) for its consumer to see the
+/// session end.
+async fn unbind(handle: ClientHandle, consumer: tokio::task::JoinHandle<()>) {
+    handle.unbind().await.expect("unbind");
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+}
+
 /// What the client's sessions received.
 #[derive(Default, Debug)]
 struct Received {
@@ -235,8 +242,7 @@ async fn round_trip(test: &str, upstream_port: u16, upstream_extra: &str, count:
     let consumer = collector.consume(inbound);
     let ids = submit_all(&handle, test, 0..count).await;
     collector.expect_exactly_once(&ids).await;
-    handle.unbind().await.expect("unbind");
-    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    unbind(handle, consumer).await;
     gateway
 }
 
@@ -264,8 +270,7 @@ async fn the_redb_engine_carries_the_same_flow() {
     let consumer = collector.consume(inbound);
     let ids = submit_all(&handle, "redb", 0..100).await;
     collector.expect_exactly_once(&ids).await;
-    handle.unbind().await.expect("unbind");
-    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    unbind(handle, consumer).await;
     running.stop().await.expect("gateway stops");
     assert!(
         dir.path().join(smsmax::store::embedded::FILE_NAME).exists(),
@@ -340,8 +345,7 @@ async fn receipts_wait_for_a_client_that_binds_later() {
     let collector = Collector::default();
     let consumer = collector.consume(inbound);
     collector.expect_exactly_once(&ids).await;
-    receiver.unbind().await.expect("unbind");
-    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    unbind(receiver, consumer).await;
     gateway.running.stop().await.expect("gateway stops");
     sim.stop().await;
 }
@@ -380,8 +384,7 @@ async fn upstream_connections_killed_and_upstream_restarted_lose_nothing() {
     // It comes back on the same address with new ids.
     let sim2 = common::start_sim(|c| c.listen = SocketAddr::from(([127, 0, 0, 1], port))).await;
     collector.expect_exactly_once(&ids).await;
-    handle.unbind().await.expect("unbind");
-    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    unbind(handle, consumer).await;
     gateway.running.stop().await.expect("gateway stops");
     let stats2 = sim2.stop().await;
     assert_eq!(
@@ -432,8 +435,7 @@ async fn an_upstream_outage_while_it_owes_receipts_loses_none_and_repeats_none()
     );
 
     collector.expect_exactly_once(&ids).await;
-    handle.unbind().await.expect("unbind");
-    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    unbind(handle, consumer).await;
     gateway.running.stop().await.expect("gateway stops");
     let after = sim.stop().await;
     assert!(

@@ -322,7 +322,8 @@ fn zero_fill(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<Option<File>,
     };
     let file = match direct {
         Some(file) => file,
-        // No O_DIRECT here (tmpfs, some network file systems): through the cache.
+        // No O_DIRECT here (tmpfs, some network file systems): through the
+        // cache. The refused open may have created the file already.
         None => {
             remove(&path)?;
             OpenOptions::new()

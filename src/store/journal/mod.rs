@@ -248,7 +248,8 @@ pub struct JournalStorage {
     closed: AtomicBool,
     counters: Arc<Counters>,
     committer: Mutex<Option<JoinHandle<()>>>,
-    /// The committer's sync pipeline: read for [`JournalStorage::sync_failure`].
+    /// The committer's sync pipeline, for fault injection.
+    #[cfg(test)]
     pipeline: Arc<Pipeline>,
 }
 
@@ -362,20 +363,14 @@ impl JournalStorage {
             closed: AtomicBool::new(false),
             counters,
             committer: Mutex::new(Some(handle)),
+            #[cfg(test)]
             pipeline,
         }))
     }
 
-    /// Why the journal stopped accepting writes, if it did: an `fdatasync`
-    /// failed (the data of the frames it covered is in an unknown state, so
-    /// nothing after it is answered as stored; restart the gateway).
-    ///
-    /// As with any database commit that fails, the outcome of the refused
-    /// writes is unknown, not "not stored": a frame written before the
-    /// failed sync may still be read back on restart, so a message its
-    /// client was refused (ESME_RSYSERR) can be relayed after all. What was
-    /// acknowledged is never lost.
-    pub fn sync_failure(&self) -> Option<String> {
+    /// Why the journal stopped accepting writes, if it did.
+    #[cfg(test)]
+    fn sync_failure(&self) -> Option<String> {
         self.pipeline.lock().failed.clone()
     }
 
@@ -803,6 +798,13 @@ fn complete(done: Vec<Completion>) {
     }
 }
 
+/// Refuses requests the journal can no longer take, saying `why`.
+fn refuse(requests: impl IntoIterator<Item = Request>, why: &str) {
+    for request in requests {
+        let _ = request.reply.send(Err(engine(why)));
+    }
+}
+
 /// The callers of frames that can no longer become durable.
 fn fail_all(done: Vec<Completion>, reason: &str) {
     for completion in done {
@@ -848,6 +850,14 @@ fn syncer(pipeline: Arc<Pipeline>, durable_frames: Arc<AtomicU64>, counters: Arc
                     }
                     done
                 }
+                // The data of the frames this sync covered is in an unknown
+                // state, so nothing from now on is answered as stored. As
+                // with any database commit that fails, the outcome of the
+                // refused writes is unknown, not "not stored": a frame
+                // written before the failed sync may be read back on
+                // restart, so a message its client was refused
+                // (ESME_RSYSERR) can be relayed after all. What was
+                // acknowledged is never lost.
                 Err(e) => {
                     let reason = format!("fdatasync: {e}");
                     tracing::error!(error = %reason, "journal sync failed: the storage stops accepting writes; restart the gateway");
@@ -1013,11 +1023,7 @@ impl Committer {
     fn commit(&mut self, batch: Vec<Request>) {
         let failed = self.pipeline.lock().failed.clone();
         if let Some(reason) = failed {
-            for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(engine(format!("journal failed earlier: {reason}"))));
-            }
+            refuse(batch, &format!("journal failed earlier: {reason}"));
             return;
         }
         let n = batch.len() as u64;
@@ -1069,11 +1075,7 @@ impl Committer {
             self.counters.records_written.fetch_add(records, Ordering::Relaxed);
             self.counters.pruned.fetch_add(pruned, Ordering::Relaxed);
             if let Err(reason) = self.seal(buffer, answers) {
-                for request in requests {
-                    let _ = request
-                        .reply
-                        .send(Err(engine(format!("journal failed earlier: {reason}"))));
-                }
+                refuse(requests, &format!("journal failed earlier: {reason}"));
                 return;
             }
             if requests.peek().is_none() {
@@ -1201,17 +1203,17 @@ impl Committer {
     /// written to durable 0.39 ms).
     fn commit_enqueues(&mut self, batch: Vec<Request>) -> Option<Vec<Request>> {
         // After a failed sync nothing may be applied: `commit` refuses it.
-        let failed = self.pipeline.lock().failed.is_some();
-        if failed || !batch.iter().all(|r| matches!(r.change.redo, Redo::Enqueue { .. })) {
+        if self.pipeline.lock().failed.is_some() {
             return Some(batch);
         }
-        let count: u64 = batch
-            .iter()
-            .map(|r| match &r.change.redo {
-                Redo::Enqueue { records, .. } => records.len() as u64,
-                _ => 0,
-            })
-            .sum();
+        // The records the batch enqueues; `None` if it holds anything else.
+        let count = batch.iter().try_fold(0u64, |count, r| match &r.change.redo {
+            Redo::Enqueue { records, .. } => Some(count + records.len() as u64),
+            _ => None,
+        });
+        let Some(count) = count else {
+            return Some(batch);
+        };
         if self.lock().message_count() + count > self.settings.max_messages {
             return Some(batch);
         }
@@ -1226,11 +1228,7 @@ impl Committer {
         let frame = match written {
             Ok(frame) => frame,
             Err(reason) => {
-                for request in batch {
-                    let _ = request
-                        .reply
-                        .send(Err(engine(format!("journal write failed: {reason}"))));
-                }
+                refuse(batch, &format!("journal write failed: {reason}"));
                 return None;
             }
         };

@@ -160,12 +160,8 @@ pub(super) struct State {
     /// ([`Id`]): as text, the compares were half of storing a message on
     /// the committer (`put`), a quarter of its work.
     messages: BTreeMap<Id, Slot>,
-    /// Published, unleased queue entries by (due, seq). May hold stale
-    /// entries (see [`QueuePlace`]), which `reserve` drops.
-    due: DueIndex,
-    /// Leased queue entries: (end of lease, seq) -> id.
-    leases: BTreeMap<(Instant, u64), Id>,
-    depth: u64,
+    /// Where the messages' queue entries are found.
+    queue: QueueIndex,
     seq: u64,
     /// upstream -> normalised upstream id -> our message and part.
     links: HashMap<Arc<str>, HashSet<ByKey>>,
@@ -204,13 +200,52 @@ struct OutboxSlot {
     place: Place,
 }
 
-/// Takes a message's queue entry out of the index it is in. (One not yet
-/// published is in none; it is dropped as stale when it comes.)
-fn unindex(due: &mut DueIndex, leases: &mut BTreeMap<(Instant, u64), Id>, old: QueueEntry) {
-    match old.place {
-        QueuePlace::Due => due.remove(old.due_at_ms, old.seq),
-        QueuePlace::Leased(until) => {
-            leases.remove(&(until, old.seq));
+/// The queue's indexes over the messages' entries (each entry itself is
+/// in its message's [`Slot`]).
+#[derive(Default)]
+struct QueueIndex {
+    /// Published, unleased entries by (due, seq). May hold stale entries
+    /// (see [`QueuePlace`]), which `reserve` drops.
+    due: DueIndex,
+    /// Leased entries: (end of lease, seq) -> id.
+    leases: BTreeMap<(Instant, u64), Id>,
+    /// Messages with an entry.
+    depth: u64,
+}
+
+impl QueueIndex {
+    /// Gives message `id`, whose slot's entry is `queued`, the entry `seq`
+    /// due at `due_at_ms`, replacing the one it had. The new entry goes
+    /// into the due index once its change is durable (`publish`).
+    fn put(&mut self, queued: &mut Option<QueueEntry>, id: Id, due_at_ms: u64, seq: u64, publish: &mut Vec<Publish>) {
+        let entry = QueueEntry {
+            due_at_ms,
+            seq,
+            place: QueuePlace::Due,
+        };
+        match queued.replace(entry) {
+            Some(old) => self.unindex(old),
+            None => self.depth += 1,
+        }
+        publish.push(Publish::Message { due_at_ms, seq, id });
+    }
+
+    /// Takes a message's entry (`queued`), if it has one, out of the queue.
+    fn remove(&mut self, queued: &mut Option<QueueEntry>) {
+        if let Some(old) = queued.take() {
+            self.depth -= 1;
+            self.unindex(old);
+        }
+    }
+
+    /// Takes an entry out of the index it is in. (One not yet published is
+    /// in none; it is dropped as stale when it comes.)
+    fn unindex(&mut self, old: QueueEntry) {
+        match old.place {
+            QueuePlace::Due => self.due.remove(old.due_at_ms, old.seq),
+            QueuePlace::Leased(until) => {
+                self.leases.remove(&(until, old.seq));
+            }
         }
     }
 }
@@ -267,8 +302,9 @@ impl State {
                 // Only a message still queued: one acked or cancelled
                 // meanwhile stays out.
                 let id = Id::new(&id);
-                if self.messages.get(&id).is_some_and(|s| s.queued.is_some()) {
-                    self.queue_put(id, due_at_ms, publish);
+                if let Some(slot) = self.messages.get_mut(&id).filter(|s| s.queued.is_some()) {
+                    self.seq += 1;
+                    self.queue.put(&mut slot.queued, id, due_at_ms, self.seq, publish);
                 }
                 Applied::Done
             }
@@ -420,7 +456,7 @@ impl State {
         let now = crate::smpp_time::now_ms();
         for entry in published {
             match entry {
-                Publish::Message { due_at_ms, seq, id } => self.due.insert(due_at_ms, seq, id, now),
+                Publish::Message { due_at_ms, seq, id } => self.queue.due.insert(due_at_ms, seq, id, now),
                 Publish::Outbox(n) => {
                     if let Some(slot) = self.outbox.entries.get_mut(&n) {
                         if slot.place == Place::Pending {
@@ -479,51 +515,16 @@ impl State {
                 links: Vec::new(),
             }),
         };
-        let Some(due_at_ms) = due_at_ms else {
-            return;
-        };
-        self.seq += 1;
-        let entry = QueueEntry {
-            due_at_ms,
-            seq: self.seq,
-            place: QueuePlace::Due,
-        };
-        match slot.queued.replace(entry) {
-            Some(old) => unindex(&mut self.due, &mut self.leases, old),
-            None => self.depth += 1,
+        if let Some(due_at_ms) = due_at_ms {
+            self.seq += 1;
+            self.queue.put(&mut slot.queued, id, due_at_ms, self.seq, publish);
         }
-        publish.push(Publish::Message {
-            due_at_ms,
-            seq: entry.seq,
-            id,
-        });
-    }
-
-    /// Queues `id` (a known record) due at `due_at_ms`, replacing an entry it has.
-    fn queue_put(&mut self, id: Id, due_at_ms: u64, publish: &mut Vec<Publish>) {
-        self.seq += 1;
-        let seq = self.seq;
-        let Some(slot) = self.messages.get_mut(&id) else {
-            return;
-        };
-        let entry = QueueEntry {
-            due_at_ms,
-            seq,
-            place: QueuePlace::Due,
-        };
-        match slot.queued.replace(entry) {
-            Some(old) => unindex(&mut self.due, &mut self.leases, old),
-            None => self.depth += 1,
-        }
-        publish.push(Publish::Message { due_at_ms, seq, id });
     }
 
     fn queue_remove(&mut self, id: &Id) {
-        let Some(old) = self.messages.get_mut(id).and_then(|s| s.queued.take()) else {
-            return;
-        };
-        self.depth -= 1;
-        unindex(&mut self.due, &mut self.leases, old);
+        if let Some(slot) = self.messages.get_mut(id) {
+            self.queue.remove(&mut slot.queued);
+        }
     }
 
     fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
@@ -616,7 +617,8 @@ impl State {
         }
         record.updated_at_ms = replacement.at_ms;
         if let Some(at) = requeue {
-            self.queue_put(id, at, publish);
+            self.seq += 1;
+            self.queue.put(&mut slot.queued, id, at, self.seq, publish);
         }
     }
 
@@ -761,30 +763,30 @@ impl State {
     }
 
     pub(super) fn depth(&self) -> u64 {
-        self.depth
+        self.queue.depth
     }
 
     /// [`Queue::reserve`](crate::queue::Queue::reserve): up to `max` due
     /// entries, oldest due first, leased until `until`.
     pub(super) fn reserve(&mut self, max: usize, now: Instant, until: Instant, wall_ms: u64) -> Vec<MessageRecord> {
         // Leases that ran out come back first.
-        while let Some((&(end, seq), _)) = self.leases.first_key_value() {
+        while let Some((&(end, seq), _)) = self.queue.leases.first_key_value() {
             if end > now {
                 break;
             }
-            let Some((_, id)) = self.leases.pop_first() else {
+            let Some((_, id)) = self.queue.leases.pop_first() else {
                 break;
             };
             if let Some(q) = self.messages.get_mut(&id).and_then(|s| s.queued.as_mut()) {
                 if q.seq == seq && matches!(q.place, QueuePlace::Leased(_)) {
                     q.place = QueuePlace::Due;
-                    self.due.insert(q.due_at_ms, seq, id, wall_ms);
+                    self.queue.due.insert(q.due_at_ms, seq, id, wall_ms);
                 }
             }
         }
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((seq, id)) = self.due.pop_due(wall_ms) else {
+            let Some((seq, id)) = self.queue.due.pop_due(wall_ms) else {
                 break;
             };
             // A stale entry (see `QueuePlace`): its message left the queue
@@ -797,7 +799,7 @@ impl State {
                 _ => continue,
             }
             out.push(MessageRecord::clone(&slot.record));
-            self.leases.insert((until, seq), id);
+            self.queue.leases.insert((until, seq), id);
         }
         out
     }
@@ -1248,7 +1250,7 @@ mod tests {
         assert_eq!(ids(state.reserve(10, now, until, 10)), ["m3"]);
         assert_eq!(ids(state.reserve(10, now, until, 100)), ["m2"]);
         assert!(state.reserve(10, now, until, 100).is_empty());
-        assert_eq!(state.due.len(), 0, "stale entries are dropped once reached");
+        assert_eq!(state.queue.due.len(), 0, "stale entries are dropped once reached");
     }
 
     #[test]
