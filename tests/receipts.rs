@@ -145,7 +145,7 @@ async fn receipts_make_messages_final_and_reach_the_outbox() {
         assert!(body.starts_with(&format!("id:{id} ")), "{body}");
         assert!(body.contains(stat), "{body}");
         assert_eq!(entry.esm_class, 0x04);
-        assert_eq!(entry.dest.addr, "447700900001", "back to the message's source");
+        assert_eq!(&*entry.dest.addr, "447700900001", "back to the message's source");
     }
     assert_eq!(storage.unmatched_count().await.unwrap(), 0);
     storage.close().await.unwrap();
@@ -492,8 +492,8 @@ system_id = "bob"
     assert_eq!(bob.len(), 1, "{bob:?}");
     assert_eq!(bob[0].message_id, None);
     assert_eq!(&bob[0].short_message[..], b"hello gateway");
-    assert_eq!(bob[0].source.addr, "447700900555");
-    assert_eq!(bob[0].dest.addr, "447700900999");
+    assert_eq!(&*bob[0].source.addr, "447700900555");
+    assert_eq!(&*bob[0].dest.addr, "447700900999");
     assert_eq!(bob[0].esm_class, 0);
     assert_eq!(
         smsmax_protocol::tlv::decode_tlvs(&bob[0].tlvs).unwrap(),

@@ -109,7 +109,7 @@ fn address<const N: usize>(a: &Address<N>) -> AddressRecord {
     AddressRecord {
         ton: a.ton,
         npi: a.npi,
-        addr: a.addr.to_string_lossy().into_owned(),
+        addr: a.addr.to_string_lossy().into(),
     }
 }
 
@@ -191,7 +191,7 @@ mod tests {
             vec![],
         );
         assert!(m.is_receipt());
-        assert_eq!(m.dest.addr, "ACME");
+        assert_eq!(&*m.dest.addr, "ACME");
         let r = parse_receipt(&m).unwrap();
         assert_eq!(
             r,

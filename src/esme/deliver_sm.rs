@@ -113,7 +113,7 @@ mod tests {
         bad.tlvs = Bytes::from_static(&[0x02, 0x04, 0x00]);
         assert!(build(&bad).is_err(), "truncated TLVs");
         let mut bad = entry();
-        bad.source.addr = "1".repeat(30);
+        bad.source.addr = "1".repeat(30).into();
         assert!(build(&bad).is_err(), "address too long");
     }
 }

@@ -297,7 +297,7 @@ fn source_address<const N: usize>(address: &Address<N>) -> Result<AddressRecord,
     Ok(AddressRecord {
         ton: address.ton,
         npi: address.npi,
-        addr: String::from_utf8_lossy(addr).into_owned(),
+        addr: String::from_utf8_lossy(addr).into(),
     })
 }
 
@@ -315,7 +315,7 @@ fn dest_address<const N: usize>(address: &Address<N>) -> Result<AddressRecord, C
     Ok(AddressRecord {
         ton: address.ton,
         npi: address.npi,
-        addr: String::from_utf8_lossy(addr).into_owned(),
+        addr: String::from_utf8_lossy(addr).into(),
     })
 }
 
@@ -344,7 +344,7 @@ mod tests {
     fn a_plain_submit_becomes_an_accepted_record() {
         let record = check(&sm()).unwrap();
         assert_eq!(record.state, MessageState::Accepted);
-        assert_eq!(record.dest.addr, "447700900002");
+        assert_eq!(&*record.dest.addr, "447700900002");
         assert_eq!(record.parts, 1);
         assert_eq!(&record.short_message[..], b"hello");
         assert!(record.tlvs.is_empty());
