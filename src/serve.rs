@@ -14,7 +14,7 @@
 //! storage (which finishes pending commits and syncs), then return so the
 //! process exits 0.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{
@@ -53,6 +53,8 @@ pub struct Running {
     pub deliveries: Arc<OutboxDelivery>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Watched for a failure that needs a restart ([`Queue::failure`]).
+    queue: Arc<dyn Queue>,
     receipts: Option<Arc<DlrCounters>>,
     relay: Option<Arc<RelayCounters>>,
 }
@@ -68,12 +70,29 @@ impl Running {
         self.relay.clone()
     }
 
+    /// Resolves with the reason once the storage can take no more writes
+    /// until the gateway restarts ([`Queue::failure`]); checked every
+    /// [`STORAGE_CHECK`].
+    pub async fn storage_failure(&self) -> String {
+        loop {
+            if let Some(reason) = self.queue.failure() {
+                return reason;
+            }
+            tokio::time::sleep(STORAGE_CHECK).await;
+        }
+    }
+
     /// Begins the graceful shutdown and waits for it.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.done.await.context("gateway task")?
     }
 }
+
+/// How often a running gateway checks its storage for a failure that needs
+/// a restart. Until it notices, submits are refused (ESME_RSYSERR), not
+/// lost.
+pub const STORAGE_CHECK: Duration = Duration::from_millis(500);
 
 /// The storage the configuration names, as the three traits.
 async fn open_storage(
@@ -112,7 +131,16 @@ pub fn journal_settings(storage: &crate::config::StorageConfig) -> JournalSettin
 
 /// Starts the gateway and returns once it listens.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (queue, store, outbox) = open_storage(&config.storage).await?;
+    let storage = open_storage(&config.storage).await?;
+    start_on(config, storage).await
+}
+
+/// [`start`] on storage already open (`config.storage` is not used to open
+/// it): the tests give it a journal whose faults they inject.
+async fn start_on(
+    config: Config,
+    (queue, store, outbox): (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>),
+) -> anyhow::Result<Running> {
     let storage_timeout = Duration::from_secs(30);
     let smpp = &config.smpp;
     let settings = SessionSettings {
@@ -251,6 +279,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let drain_timeout = gateway.settings.response_timeout * 2 + gateway.settings.storage_timeout;
     let delivery = deliveries.clone();
+    let watched = queue.clone();
     let done = tokio::spawn(async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
@@ -283,16 +312,46 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         deliveries,
         stop,
         done,
+        queue: watched,
         receipts: receipt_counters,
         relay: relay_counters,
     })
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then shuts down gracefully.
+/// A storage failure that needs a restart shuts it down too, and is
+/// returned as the error (`smsmax serve` exits 1 for it, so a supervisor
+/// restarts the gateway; the journal's replay then restores every
+/// acknowledged message).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
-    wait_for_signal().await?;
-    running.stop().await
+    run_until(running, wait_for_signal()).await
+}
+
+/// Runs `running` until `signal` completes (then stops it gracefully and
+/// returns what the shutdown returned) or its storage fails.
+async fn run_until(running: Running, signal: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    enum Stop {
+        Signal(anyhow::Result<()>),
+        StorageFailed(String),
+    }
+    let why = tokio::select! {
+        signalled = signal => Stop::Signal(signalled),
+        reason = running.storage_failure() => Stop::StorageFailed(reason),
+    };
+    match why {
+        Stop::Signal(signalled) => {
+            signalled?;
+            running.stop().await
+        }
+        Stop::StorageFailed(reason) => {
+            tracing::error!(%reason, "storage failed: shutting down; restart the gateway (what was acknowledged is on disk)");
+            if let Err(e) = running.stop().await {
+                tracing::warn!(error = %e, "shutdown after the storage failure");
+            }
+            anyhow::bail!("storage failed: {reason}")
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -303,4 +362,62 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MessageRecord;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = format!(
+            "[smpp]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndata_dir = \"{}\"\n",
+            dir.display()
+        );
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        config
+    }
+
+    /// A gateway whose journal cannot sync any more stops by itself, with
+    /// the reason as its error (`smsmax serve` then exits 1), instead of
+    /// refusing every submit until someone notices.
+    #[tokio::test]
+    async fn a_failed_journal_sync_shuts_the_gateway_down_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = JournalStorage::open(dir.path(), JournalSettings::default())
+            .await
+            .unwrap();
+        let storage: (Arc<dyn Queue>, Arc<dyn Store>, Arc<dyn Outbox>) =
+            (journal.clone(), journal.clone(), journal.clone());
+        let running = start_on(config(dir.path()), storage).await.unwrap();
+        let smpp = running.smpp_addr;
+        tokio::net::TcpStream::connect(smpp).await.expect("listening");
+
+        let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(run_until(running, async move {
+            let _ = signal_rx.await;
+            Ok(())
+        }));
+        // Healthy: it keeps running.
+        tokio::time::sleep(STORAGE_CHECK * 2).await;
+        assert!(!serving.is_finished(), "a healthy gateway does not stop");
+
+        journal.fail_syncs();
+        assert!(journal.enqueue(vec![MessageRecord::example("0b01")]).await.is_err());
+        let stopped = tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("the gateway stops after the storage failed")
+            .unwrap();
+        let error = stopped.expect_err("stopped with an error").to_string();
+        assert!(
+            error.contains("storage failed") && error.contains("injected fault"),
+            "{error}"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(smpp).await.is_err(),
+            "no longer accepting clients"
+        );
+        drop(signal_tx);
+    }
 }

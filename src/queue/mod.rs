@@ -47,4 +47,15 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Finishes pending commits and syncs; later calls fail with `Closed`.
     async fn close(&self) -> Result<(), StorageError>;
+
+    /// Why this storage can take no more writes until the gateway restarts,
+    /// if that happened: the journal engine after a failed write or sync,
+    /// when its memory may be ahead of its disk and only a replay can tell
+    /// what is stored. `smsmax serve` watches this and shuts down with an
+    /// error, so that its supervisor restarts it; a gateway left running
+    /// would answer every submit with ESME_RSYSERR until someone noticed.
+    /// An engine whose failures are per transaction has none.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

@@ -248,8 +248,8 @@ pub struct JournalStorage {
     closed: AtomicBool,
     counters: Arc<Counters>,
     committer: Mutex<Option<JoinHandle<()>>>,
-    /// The committer's sync pipeline, for fault injection.
-    #[cfg(test)]
+    /// The committer's sync pipeline: where a failed write or sync is
+    /// recorded ([`Queue::failure`]).
     pipeline: Arc<Pipeline>,
 }
 
@@ -363,20 +363,13 @@ impl JournalStorage {
             closed: AtomicBool::new(false),
             counters,
             committer: Mutex::new(Some(handle)),
-            #[cfg(test)]
             pipeline,
         }))
     }
 
-    /// Why the journal stopped accepting writes, if it did.
-    #[cfg(test)]
-    fn sync_failure(&self) -> Option<String> {
-        self.pipeline.lock().failed.clone()
-    }
-
     /// Makes every later `fdatasync` fail, as a disk error would.
     #[cfg(test)]
-    fn fail_syncs(&self) {
+    pub(crate) fn fail_syncs(&self) {
         self.pipeline.lock().fail_syncs = true;
     }
 
@@ -619,6 +612,16 @@ impl Queue for JournalStorage {
             "journal storage closed"
         );
         result
+    }
+
+    fn failure(&self) -> Option<String> {
+        if let Some(reason) = self.pipeline.lock().failed.clone() {
+            return Some(reason);
+        }
+        // The committer ends only when closed, or when it panicked (its
+        // state may be half applied): then every write fails as well.
+        let committer_gone = self.tx.as_ref().is_none_or(|tx| tx.is_closed());
+        (committer_gone && !self.closed.load(Ordering::Acquire)).then(|| "the journal committer stopped".to_string())
     }
 }
 

@@ -20,7 +20,7 @@ async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting()
         .await
         .unwrap();
     storage.enqueue(vec![MessageRecord::example("0a01")]).await.unwrap();
-    assert_eq!(storage.sync_failure(), None);
+    assert_eq!(storage.failure(), None);
 
     storage.fail_syncs();
     // An all-enqueue batch: written and handed to the syncers before it is
@@ -29,7 +29,7 @@ async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting()
         .await
         .expect("the enqueue is answered, not left waiting");
     assert!(enqueued.is_err(), "an enqueue whose sync failed is not acknowledged");
-    let reason = storage.sync_failure().expect("the failure is reported");
+    let reason = storage.failure().expect("the failure is reported");
     assert!(reason.contains("injected fault"), "{reason}");
 
     // Every later write, enqueue or not, is refused at once.
@@ -57,6 +57,6 @@ async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting()
         .await
         .unwrap();
     assert!(reopened.get("0a01").await.unwrap().is_some());
-    assert_eq!(reopened.sync_failure(), None);
+    assert_eq!(reopened.failure(), None);
     reopened.close().await.unwrap();
 }
