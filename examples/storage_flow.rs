@@ -140,7 +140,7 @@ async fn run_share(
             };
             let forward = OutboxEntry {
                 id: String::new(),
-                system_id: format!("bench{task}"),
+                system_id: format!("bench{task}").into(),
                 created_at_ms: now_ms(),
                 expires_at_ms: now_ms() + 86_400_000,
                 attempts: 0,

@@ -125,7 +125,7 @@ async fn submits_written_together_are_stored_together_and_answered_each() {
             .await
             .unwrap()
             .expect("an acknowledged message is stored");
-        assert_eq!(record.system_id, "alice");
+        assert_eq!(&*record.system_id, "alice");
     }
     let calls = queue.calls.lock().unwrap().clone();
     assert_eq!(calls.iter().sum::<usize>(), 20, "{calls:?}");

@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(e.data_coding, 0);
         assert_eq!(e.source, r.dest);
         assert_eq!(e.dest, r.source);
-        assert_eq!(e.system_id, "alice");
+        assert_eq!(&*e.system_id, "alice");
         assert_eq!(e.message_id.as_deref(), Some("0a1b2c"));
         assert_eq!((e.created_at_ms, e.expires_at_ms), (1_000, 61_000));
         let tlvs = decode_tlvs(&e.tlvs).unwrap();

@@ -656,7 +656,7 @@ impl Inner {
         &self,
         receipt: &ReceiptRecord,
         matched: UpstreamMatch,
-        client: Option<String>,
+        client: Option<Arc<str>>,
         update: Option<StateUpdate>,
         forward: Vec<OutboxEntry>,
     ) -> Result<ReceiptOutcome, StorageError> {
@@ -739,7 +739,7 @@ impl Inner {
         let now = now_ms();
         let entry = OutboxEntry {
             id: String::new(),
-            system_id: system_id.to_string(),
+            system_id: Arc::from(system_id),
             created_at_ms: now,
             expires_at_ms: now.saturating_add(self.max_age_ms()),
             attempts: 0,

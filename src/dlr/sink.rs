@@ -44,7 +44,7 @@ impl OutboxSink {
 
     /// [`Outbox::push`], then tells the notifier about each client concerned.
     pub async fn push(&self, entries: Vec<OutboxEntry>) -> Result<(), StorageError> {
-        let mut clients: Vec<String> = entries.iter().map(|e| e.system_id.clone()).collect();
+        let mut clients: Vec<Arc<str>> = entries.iter().map(|e| e.system_id.clone()).collect();
         clients.sort_unstable();
         clients.dedup();
         self.outbox.push(entries).await?;

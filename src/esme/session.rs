@@ -821,7 +821,7 @@ async fn submit_multi_answer(
 async fn query_sm(gateway: &Gateway, sequence: u32, system_id: &str, query: QuerySm) -> Pdu {
     let id = query.message_id.to_string_lossy().into_owned();
     match with_timeout(gateway, gateway.store.get(&id)).await {
-        Ok(Some(record)) if record.system_id == system_id => {
+        Ok(Some(record)) if *record.system_id == *system_id => {
             let final_date = if record.state.is_final() {
                 SmppTime::try_from(smpp_time::format_absolute(record.updated_at_ms).as_str()).unwrap_or_default()
             } else {

@@ -2,6 +2,8 @@
 //! the precise SMPP status, and the conversion of an accepted submit into the
 //! [`MessageRecord`] that is stored.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use smsmax_protocol::{
     pdu::{DataSm, SubmitMulti, SubmitSm},
@@ -58,14 +60,14 @@ macro_rules! submission {
 }
 
 /// Validates a submit_sm and makes its record (state ACCEPTED).
-pub fn submit_sm(sm: &SubmitSm, system_id: &str, id: String, now_ms: u64) -> Result<MessageRecord, CommandStatus> {
+pub fn submit_sm(sm: &SubmitSm, system_id: &Arc<str>, id: String, now_ms: u64) -> Result<MessageRecord, CommandStatus> {
     let source = source_address(&sm.source)?;
     let dest = dest_address(&sm.dest)?;
     record(submission!(sm), system_id, id, source, dest, now_ms)
 }
 
 /// Validates a data_sm (message in message_payload) and makes its record.
-pub fn data_sm(sm: &DataSm, system_id: &str, id: String, now_ms: u64) -> Result<MessageRecord, CommandStatus> {
+pub fn data_sm(sm: &DataSm, system_id: &Arc<str>, id: String, now_ms: u64) -> Result<MessageRecord, CommandStatus> {
     let source = source_address(&sm.source)?;
     let dest = dest_address(&sm.dest)?;
     let empty = Bytes::new();
@@ -107,7 +109,7 @@ pub enum MultiDestination {
 /// unsuccess_sme. `next_id` gives one id per accepted destination.
 pub fn submit_multi(
     sm: &SubmitMulti,
-    system_id: &str,
+    system_id: &Arc<str>,
     mut next_id: impl FnMut() -> String,
     now_ms: u64,
 ) -> Result<Vec<MultiDestination>, CommandStatus> {
@@ -154,7 +156,7 @@ pub fn submit_multi(
 
 fn record(
     s: Submission<'_>,
-    system_id: &str,
+    system_id: &Arc<str>,
     id: String,
     source: AddressRecord,
     dest: AddressRecord,
@@ -207,7 +209,7 @@ fn record(
     let tlvs = tlvs.freeze();
     Ok(MessageRecord {
         id,
-        system_id: system_id.to_string(),
+        system_id: system_id.clone(),
         service_type: String::from_utf8_lossy(s.service_type).into_owned(),
         source,
         dest,
@@ -337,7 +339,7 @@ mod tests {
     }
 
     fn check(sm: &SubmitSm) -> Result<MessageRecord, CommandStatus> {
-        submit_sm(sm, "demo", "id1".into(), NOW)
+        submit_sm(sm, &Arc::from("demo"), "id1".into(), NOW)
     }
 
     #[test]

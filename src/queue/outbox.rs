@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -23,8 +25,8 @@ use crate::store::{AddressRecord, StorageError};
 pub struct OutboxEntry {
     /// Assigned by [`Outbox::push`] (empty before); unique in the outbox.
     pub id: String,
-    /// The client it is for.
-    pub system_id: String,
+    /// The client it is for (shared with the message's record).
+    pub system_id: Arc<str>,
     /// Unix milliseconds.
     pub created_at_ms: u64,
     /// Dropped (and counted) when still undelivered at this time.

@@ -948,7 +948,7 @@ fn check_change(
         Some(Err(corrupt)) => return Ok(Err(Err(corrupt))),
         Some(Ok(record)) => record,
     };
-    if record.system_id != system_id {
+    if *record.system_id != *system_id {
         return Ok(Err(Ok(Reply::Outcome(ChangeOutcome::NotOwner))));
     }
     if record.state != MessageState::Accepted {

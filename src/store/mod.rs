@@ -98,7 +98,7 @@ pub struct MessageRecord {
     /// Our message id, as given in submit_sm_resp.
     pub id: String,
     /// The client (ESME) that submitted it.
-    pub system_id: String,
+    pub system_id: Arc<str>,
     pub service_type: String,
     pub source: AddressRecord,
     pub dest: AddressRecord,

@@ -106,7 +106,7 @@ pub fn record(id: String, system_id: &str) -> MessageRecord {
     let now = now_ms();
     MessageRecord {
         id,
-        system_id: system_id.to_string(),
+        system_id: system_id.into(),
         service_type: String::new(),
         source: AddressRecord {
             ton: 5,
@@ -186,7 +186,7 @@ pub fn outbox_entry(system_id: &str, message_id: &str) -> OutboxEntry {
     let now = now_ms();
     OutboxEntry {
         id: String::new(),
-        system_id: system_id.to_string(),
+        system_id: system_id.into(),
         created_at_ms: now,
         expires_at_ms: now + 86_400_000,
         attempts: 0,

@@ -169,7 +169,7 @@ pub(super) fn write(t: &mut All<'_>, prepared: Prepared) -> Result<(), StorageEr
     let o = &mut t.outbox;
     let due = prepared.due_at_ms;
     for (entry, bytes) in &prepared.entries {
-        let (id, system_id) = (entry.id.as_str(), entry.system_id.as_str());
+        let (id, system_id) = (entry.id.as_str(), &*entry.system_id);
         o.entries.insert(id, bytes.as_slice()).map_err(engine)?;
         o.due.insert((system_id, due, id), ()).map_err(engine)?;
         o.expiry.insert((entry.expires_at_ms, id), ()).map_err(engine)?;
@@ -516,7 +516,7 @@ mod tests {
         };
         OutboxEntry {
             id: String::new(),
-            system_id: system_id.to_string(),
+            system_id: system_id.into(),
             created_at_ms: 1,
             expires_at_ms,
             attempts: 0,

@@ -188,12 +188,12 @@ struct OutboxState {
     next_id: u64,
     entries: HashMap<u64, OutboxSlot>,
     /// Published, unleased entries per client: (due, n).
-    due: HashMap<String, BTreeSet<(u64, u64)>>,
+    due: HashMap<Arc<str>, BTreeSet<(u64, u64)>>,
     leases: BTreeSet<(Instant, u64)>,
     /// (expires_at_ms, n)
     expiry: BTreeSet<(u64, u64)>,
     /// Entries per client (leased or not).
-    depth: HashMap<String, u64>,
+    depth: HashMap<Arc<str>, u64>,
 }
 
 struct OutboxSlot {
@@ -344,7 +344,7 @@ impl State {
                             .outbox
                             .entries
                             .get(&n)
-                            .is_some_and(|s| s.entry.system_id == system_id)
+                            .is_some_and(|s| *s.entry.system_id == *system_id)
                         {
                             self.outbox_remove(n);
                         }
@@ -363,7 +363,7 @@ impl State {
                         .outbox
                         .entries
                         .get(&n)
-                        .is_some_and(|s| s.entry.system_id == system_id)
+                        .is_some_and(|s| *s.entry.system_id == *system_id)
                     {
                         self.outbox_unindex(n);
                         if let Some(slot) = self.outbox.entries.get_mut(&n) {
@@ -653,7 +653,7 @@ impl State {
             return Some(ChangeOutcome::NotFound);
         };
         let record = &slot.record;
-        if record.system_id != system_id {
+        if *record.system_id != *system_id {
             return Some(ChangeOutcome::NotOwner);
         }
         if record.state != MessageState::Accepted {
@@ -1031,7 +1031,7 @@ impl State {
     }
 
     pub(super) fn waiting_clients(&self) -> Vec<String> {
-        let mut clients: Vec<String> = self.outbox.depth.keys().cloned().collect();
+        let mut clients: Vec<String> = self.outbox.depth.keys().map(|c| c.to_string()).collect();
         clients.sort();
         clients
     }
