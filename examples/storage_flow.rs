@@ -118,7 +118,7 @@ async fn run_share(
     while done < count {
         let n = 16.min(count - done);
         let batch: Vec<MessageRecord> = (0..n).map(|_| record(gen.next_id())).collect();
-        storage.enqueue(batch).await?;
+        storage.enqueue(smsmax::queue::shared(batch)).await?;
         let leased = storage.reserve(n, lease).await?;
         for (i, m) in leased.iter().enumerate() {
             let key = format!("{task:x}{done:x}{i:x}");

@@ -404,7 +404,10 @@ mod tests {
         assert!(!serving.is_finished(), "a healthy gateway does not stop");
 
         journal.fail_syncs();
-        assert!(journal.enqueue(vec![MessageRecord::example("0b01")]).await.is_err());
+        assert!(journal
+            .enqueue(crate::queue::shared([MessageRecord::example("0b01")]))
+            .await
+            .is_err());
         let stopped = tokio::time::timeout(Duration::from_secs(10), serving)
             .await
             .expect("the gateway stops after the storage failed")

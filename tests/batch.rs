@@ -33,7 +33,7 @@ struct RecordingQueue {
 
 #[async_trait]
 impl Queue for RecordingQueue {
-    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError> {
+    async fn enqueue(&self, records: Vec<std::sync::Arc<MessageRecord>>) -> Result<(), StorageError> {
         self.calls.lock().unwrap().push(records.len());
         if self.fail.load(Ordering::SeqCst) {
             return Err(StorageError::Engine("injected failure".into()));

@@ -202,7 +202,10 @@ async fn retention_drops_final_records_only() {
     let gen = ids();
     let done = record(gen.next_id(), "esme1");
     let waiting = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![done.clone(), waiting.clone()]).await.unwrap();
+    storage
+        .enqueue(smsmax::queue::shared([done.clone(), waiting.clone()]))
+        .await
+        .unwrap();
     assert!(storage.settle(&done.id, submitted("up1", "k1", 0)).await.unwrap());
     let found = UpstreamMatch {
         id: done.id.clone(),
@@ -251,14 +254,17 @@ async fn a_full_storage_refuses_then_makes_room_from_final_records() {
     .await;
     let gen = ids();
     let three: Vec<_> = (0..3).map(|_| record(gen.next_id(), "esme1")).collect();
-    storage.enqueue(three.clone()).await.unwrap();
-    let err = storage.enqueue(vec![record(gen.next_id(), "esme1")]).await.unwrap_err();
+    storage.enqueue(smsmax::queue::shared(three.clone())).await.unwrap();
+    let err = storage
+        .enqueue(smsmax::queue::shared([record(gen.next_id(), "esme1")]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Full(3)), "{err:?}");
     assert_eq!(storage.depth().await.unwrap(), 3);
     let update = state_update(MessageState::Undeliverable);
     assert!(storage.settle(&three[0].id, update).await.unwrap());
     let fourth = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![fourth.clone()]).await.unwrap();
+    storage.enqueue(smsmax::queue::shared([fourth.clone()])).await.unwrap();
     assert!(
         storage.get(&three[0].id).await.unwrap().is_none(),
         "the final one made room"
@@ -289,7 +295,7 @@ async fn a_torn_journal_tail_is_cut_off() {
     assert_all_queued_once(&storage, &expected).await;
     let gen = ids();
     let later = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![later.clone()]).await.unwrap();
+    storage.enqueue(smsmax::queue::shared([later.clone()])).await.unwrap();
     drop(storage);
     let storage = open(dir.path(), settings(64)).await;
     assert!(storage.get(&later.id).await.unwrap().is_some());
@@ -315,7 +321,10 @@ async fn an_enroute_record_without_a_receipt_is_dropped_after_retain_enroute() {
         parts: 2,
         ..record(gen.next_id(), "esme1")
     };
-    storage.enqueue(vec![sent.clone(), two_parts.clone()]).await.unwrap();
+    storage
+        .enqueue(smsmax::queue::shared([sent.clone(), two_parts.clone()]))
+        .await
+        .unwrap();
     assert!(storage.settle(&sent.id, submitted("up1", "k1", 0)).await.unwrap());
     // The first of two parts left; the message stays queued for the second.
     assert!(storage.update(&two_parts.id, submitted("up1", "k2", 0)).await.unwrap());
@@ -369,7 +378,7 @@ async fn unmatched_receipts_are_bounded_by_refusal() {
     );
     let gen = ids();
     let m = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![m.clone()]).await.unwrap();
+    storage.enqueue(smsmax::queue::shared([m.clone()])).await.unwrap();
     assert!(storage.settle(&m.id, submitted("up1", "k1", 0)).await.unwrap());
     let found = UpstreamMatch {
         id: m.id.clone(),

@@ -19,7 +19,7 @@ struct SlowQueue(Arc<EmbeddedStorage>);
 
 #[async_trait]
 impl Queue for SlowQueue {
-    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError> {
+    async fn enqueue(&self, records: Vec<std::sync::Arc<MessageRecord>>) -> Result<(), StorageError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         self.0.enqueue(records).await
     }

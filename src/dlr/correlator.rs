@@ -853,7 +853,10 @@ mod tests {
 
     /// A message of ours, ENROUTE at `carrier` under upstream key `key`.
     async fn enroute(store: &EmbeddedStorage, id: &str, key: &str, registered_delivery: u8) {
-        store.enqueue(vec![record(id, registered_delivery)]).await.unwrap();
+        store
+            .enqueue(crate::queue::shared([record(id, registered_delivery)]))
+            .await
+            .unwrap();
         link(store, id, key).await;
     }
 
@@ -959,7 +962,7 @@ mod tests {
     async fn three_parts(store: &EmbeddedStorage, id: &str, base: u32) {
         let mut r = record(id, 1);
         r.short_message = Bytes::from(vec![b'a'; 400]);
-        store.enqueue(vec![r]).await.unwrap();
+        store.enqueue(crate::queue::shared([r])).await.unwrap();
         for part in 0..3u16 {
             let update = StateUpdate {
                 state: if part == 2 {
@@ -1101,7 +1104,10 @@ mod tests {
     #[tokio::test]
     async fn an_early_receipt_is_held_until_its_link_is_recorded() {
         let h = start_with(storage().await, settings());
-        h.store.enqueue(vec![record("late", 1)]).await.unwrap();
+        h.store
+            .enqueue(crate::queue::shared([record("late", 1)]))
+            .await
+            .unwrap();
         let sm = deliver(0x04, "447700900001", "id:77 stat:DELIVRD", vec![]);
         assert_eq!(h.send(sm).await, CommandStatus::ESME_ROK);
         assert_eq!(h.store.unmatched_count().await.unwrap(), 1, "stored as unmatched first");
@@ -1136,7 +1142,7 @@ mod tests {
     #[tokio::test]
     async fn unmatched_receipts_are_reloaded_at_start() {
         let (dir, store) = storage().await;
-        store.enqueue(vec![record("m", 1)]).await.unwrap();
+        store.enqueue(crate::queue::shared([record("m", 1)])).await.unwrap();
         let old = ReceiptRecord {
             upstream: "carrier".into(),
             key: "5".into(),

@@ -262,7 +262,8 @@ struct Session {
 /// a timer each.
 #[derive(Default)]
 struct Batch {
-    records: Vec<MessageRecord>,
+    /// Each behind the `Arc` the store keeps it in (see `queue::shared`).
+    records: Vec<Arc<MessageRecord>>,
     answers: Vec<BatchAnswer>,
     /// The answers' message ids, back to back: one allocation for many ids.
     ids: BytesMut,
@@ -639,7 +640,7 @@ impl Session {
                 let mut unsuccess_smes = Vec::new();
                 for destination in destinations {
                     match destination {
-                        MultiDestination::Accepted(record) => records.push(*record),
+                        MultiDestination::Accepted(record) => records.push(Arc::new(*record)),
                         MultiDestination::Refused { address, status } => unsuccess_smes.push(UnsuccessSme {
                             address,
                             error_status_code: status,
@@ -749,7 +750,7 @@ impl Session {
             response_id,
             message_id,
         });
-        self.batch.records.push(record);
+        self.batch.records.push(Arc::new(record));
         Ok(())
     }
 
@@ -786,14 +787,14 @@ async fn with_timeout<T>(
 }
 
 /// Durable enqueue: the caller answers only after this returns `Ok`.
-async fn enqueue(gateway: &Gateway, records: Vec<MessageRecord>) -> Result<(), CommandStatus> {
+async fn enqueue(gateway: &Gateway, records: Vec<Arc<MessageRecord>>) -> Result<(), CommandStatus> {
     with_timeout(gateway, gateway.queue.enqueue(records)).await
 }
 
 async fn submit_multi_answer(
     gateway: &Gateway,
     sequence: u32,
-    records: Vec<MessageRecord>,
+    records: Vec<Arc<MessageRecord>>,
     unsuccess_smes: Vec<UnsuccessSme>,
 ) -> Pdu {
     let Some(first_id) = records.first().map(|r| r.id.clone()) else {

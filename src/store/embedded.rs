@@ -211,8 +211,8 @@ fn encode(record: &MessageRecord) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Every record encoded, or the first failure (then nothing is written).
-fn encode_all(records: &[MessageRecord]) -> Result<Vec<Vec<u8>>, StorageError> {
-    records.iter().map(encode).collect()
+fn encode_all(records: &[Arc<MessageRecord>]) -> Result<Vec<Vec<u8>>, StorageError> {
+    records.iter().map(|r| encode(r)).collect()
 }
 
 /// The page cache of [`EmbeddedStorage::open`]: 256 MiB.
@@ -360,7 +360,9 @@ impl Store for EmbeddedStorage {
         if records.is_empty() {
             return self.check_open();
         }
-        self.write(Op::Insert(records.to_vec())).await.map(|_| ())
+        self.write(Op::Insert(records.iter().cloned().map(Arc::new).collect()))
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
@@ -444,7 +446,7 @@ impl Store for EmbeddedStorage {
 
 #[async_trait]
 impl Queue for EmbeddedStorage {
-    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError> {
+    async fn enqueue(&self, records: Vec<Arc<MessageRecord>>) -> Result<(), StorageError> {
         if records.is_empty() {
             return self.check_open();
         }
@@ -1026,7 +1028,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
         storage
-            .enqueue(vec![MessageRecord::example("bad"), MessageRecord::example("good")])
+            .enqueue(crate::queue::shared([
+                MessageRecord::example("bad"),
+                MessageRecord::example("good"),
+            ]))
             .await
             .unwrap();
         corrupt(&storage, "bad");
@@ -1066,7 +1071,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = EmbeddedStorage::open(dir.path(), 64).await.unwrap();
         storage
-            .enqueue(vec![MessageRecord::example("a"), MessageRecord::example("b")])
+            .enqueue(crate::queue::shared([
+                MessageRecord::example("a"),
+                MessageRecord::example("b"),
+            ]))
             .await
             .unwrap();
         let lease = Duration::from_secs(3600);

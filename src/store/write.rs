@@ -3,14 +3,16 @@
 //! batch it went in is durable. The engines differ in how they apply and
 //! persist a batch, not in what a request is.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::{ChangeOutcome, MessageRecord, ReceiptOutcome, ReceiptRecord, Replacement, StateUpdate, StorageError};
 use crate::queue::outbox::OutboxEntry;
 
 pub(super) enum Op {
-    Enqueue(Vec<MessageRecord>),
-    Insert(Vec<MessageRecord>),
+    Enqueue(Vec<Arc<MessageRecord>>),
+    Insert(Vec<Arc<MessageRecord>>),
     Update(String, StateUpdate),
     Cancel {
         id: String,

@@ -230,7 +230,7 @@ pub async fn enqueue_then_get_and_reserve<S: Store + Queue>(f: Fixture<S>) {
     let s = &f.storage;
     let gen = ids();
     let records: Vec<_> = (0..3).map(|_| record(gen.next_id(), "esme1")).collect();
-    s.enqueue(records.clone()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
     for r in &records {
         assert_eq!(
             s.get(&r.id).await.unwrap().as_ref(),
@@ -255,7 +255,7 @@ pub async fn reserve_gives_due_entries_in_due_order<S: Store + Queue>(f: Fixture
         r.schedule_at_ms = Some(now - 1000 - i * 10);
         records.push(r);
     }
-    s.enqueue(records.clone()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
     let first = s.reserve(2, LONG).await.unwrap();
     assert_eq!(ids_of(&first), vec![records[4].id.clone(), records[3].id.clone()]);
     let rest = s.reserve(10, LONG).await.unwrap();
@@ -272,7 +272,9 @@ pub async fn reserve_respects_due_time<S: Store + Queue>(f: Fixture<S>) {
     let mut later = record(gen.next_id(), "esme1");
     let due = now_ms() + 800;
     later.schedule_at_ms = Some(due);
-    s.enqueue(vec![now_rec.clone(), later.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([now_rec.clone(), later.clone()]))
+        .await
+        .unwrap();
     assert_eq!(s.depth().await.unwrap(), 2);
 
     let got = s.reserve(10, LONG).await.unwrap();
@@ -288,7 +290,7 @@ pub async fn lease_hides_an_entry_until_it_runs_out<S: Store + Queue>(f: Fixture
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     let lease = Duration::from_millis(400);
     assert_eq!(ids_of(&s.reserve(10, lease).await.unwrap()), vec![r.id.clone()]);
     // Leased: nobody else gets it, even many times over.
@@ -312,7 +314,7 @@ pub async fn ack_removes<S: Store + Queue>(f: Fixture<S>) {
     let s = &f.storage;
     let gen = ids();
     let records: Vec<_> = (0..4).map(|_| record(gen.next_id(), "esme1")).collect();
-    s.enqueue(records.clone()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
     let got = s.reserve(2, Duration::from_millis(300)).await.unwrap();
     assert_eq!(got.len(), 2);
     s.ack(&ids_of(&got)).await.unwrap();
@@ -341,7 +343,7 @@ pub async fn retry_reschedules<S: Store + Queue>(f: Fixture<S>) {
     let gen = ids();
     let a = record(gen.next_id(), "esme1");
     let b = record(gen.next_id(), "esme1");
-    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([a.clone(), b.clone()])).await.unwrap();
     assert_eq!(s.reserve(10, LONG).await.unwrap().len(), 2);
 
     // a: later; b: right away (its lease ends with the retry).
@@ -364,8 +366,8 @@ pub async fn depth_counts_queued_entries<S: Store + Queue>(f: Fixture<S>) {
     future.schedule_at_ms = Some(now_ms() + 3_600_000);
     let mut records: Vec<_> = (0..9).map(|_| record(gen.next_id(), "esme1")).collect();
     records.push(future);
-    s.enqueue(records[..5].to_vec()).await.unwrap();
-    s.enqueue(records[5..].to_vec()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records[..5].to_vec())).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records[5..].to_vec())).await.unwrap();
     assert_eq!(s.depth().await.unwrap(), 10, "scheduled entries count too");
     let got = s.reserve(3, LONG).await.unwrap();
     assert_eq!(s.depth().await.unwrap(), 10, "leased entries count too");
@@ -449,7 +451,7 @@ pub async fn cancel_outcomes<S: Store + Queue>(f: Fixture<S>) {
     let gen = ids();
     let a = record(gen.next_id(), "esme1");
     let b = record(gen.next_id(), "esme1");
-    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([a.clone(), b.clone()])).await.unwrap();
 
     assert_eq!(
         s.cancel("no-such-id", "esme1", now_ms()).await.unwrap(),
@@ -493,7 +495,7 @@ pub async fn replace_outcomes<S: Store + Queue>(f: Fixture<S>) {
     let s = &f.storage;
     let gen = ids();
     let a = record(gen.next_id(), "esme1");
-    s.enqueue(vec![a.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([a.clone()])).await.unwrap();
     let replacement = |text: &'static [u8]| Replacement {
         short_message: Bytes::from_static(text),
         registered_delivery: 0,
@@ -573,7 +575,7 @@ pub async fn concurrent_enqueues_are_durable_unique_and_group_committed<S: Store
             for _ in 0..PER_TASK {
                 let r = record(gen.next_id(), "esme1");
                 mine.push(r.id.clone());
-                s.enqueue(vec![r]).await.unwrap();
+                s.enqueue(smsmax::queue::shared([r])).await.unwrap();
             }
             mine
         }));
@@ -609,7 +611,7 @@ pub async fn close_then_calls_fail_with_closed<S: Store + Queue + Outbox>(f: Fix
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     s.close().await.unwrap();
 
     fn closed<T: std::fmt::Debug>(what: &str, result: Result<T, StorageError>) {
@@ -618,7 +620,10 @@ pub async fn close_then_calls_fail_with_closed<S: Store + Queue + Outbox>(f: Fix
             "{what} after close: {result:?}"
         );
     }
-    closed("enqueue", s.enqueue(vec![record(gen.next_id(), "esme1")]).await);
+    closed(
+        "enqueue",
+        s.enqueue(smsmax::queue::shared([record(gen.next_id(), "esme1")])).await,
+    );
     closed("reserve", s.reserve(10, LONG).await);
     closed("ack", s.ack(std::slice::from_ref(&r.id)).await);
     closed("retry", s.retry(&r.id, now_ms()).await);
@@ -664,7 +669,7 @@ pub async fn update_link_is_found_by_upstream<S: Store + Queue + Outbox>(f: Fixt
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     assert_eq!(s.find_by_upstream("up1", "abc").await.unwrap(), None);
 
     assert!(s.update(&r.id, submitted("up1", "abc", 0)).await.unwrap());
@@ -719,7 +724,7 @@ pub async fn a_final_state_is_never_overwritten<S: Store + Queue + Outbox>(f: Fi
     let gen = ids();
     let a = record(gen.next_id(), "esme1");
     let b = record(gen.next_id(), "esme1");
-    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([a.clone(), b.clone()])).await.unwrap();
 
     assert!(s.update(&a.id, state_update(MessageState::Delivered)).await.unwrap());
     let delivered = s.get(&a.id).await.unwrap().unwrap();
@@ -762,7 +767,7 @@ pub async fn cancel_and_replace_are_refused_while_the_relay_holds_the_message<S:
     let gen = ids();
     let a = record(gen.next_id(), "esme1");
     let b = record(gen.next_id(), "esme1");
-    s.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([a.clone(), b.clone()])).await.unwrap();
     let replacement = || Replacement {
         short_message: Bytes::from_static(b"replaced"),
         registered_delivery: 0,
@@ -817,7 +822,7 @@ pub async fn a_message_is_cancelled_or_relayed_never_both<S: Store + Queue + Out
     let s = f.storage.clone();
     let gen = ids();
     let records: Vec<_> = (0..N).map(|_| record(gen.next_id(), "esme1")).collect();
-    s.enqueue(records.clone()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
     let all = ids_of(&records);
     let cancelling = Arc::new(std::sync::atomic::AtomicUsize::new(CANCELLERS));
 
@@ -931,7 +936,7 @@ pub async fn unmatched_receipts_are_kept_oldest_first<S: Store + Queue + Outbox>
 /// An enqueued message the relay submitted to `up1` as `key`.
 async fn submitted_message<S: Store + Queue>(s: &S, gen: &MessageIdGenerator, key: &str) -> MessageRecord {
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     assert!(s.update(&r.id, submitted("up1", key, 0)).await.unwrap());
     s.ack(std::slice::from_ref(&r.id)).await.unwrap();
     r
@@ -1264,7 +1269,7 @@ pub async fn linked_updates_record_parts_sent_and_upstream<S: Store + Queue + Ou
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     let got = s.get(&r.id).await.unwrap().unwrap();
     assert_eq!((got.parts_sent, got.upstream.clone()), (0, None));
 
@@ -1298,7 +1303,7 @@ pub async fn linked_updates_record_parts_sent_and_upstream<S: Store + Queue + Ou
     );
     // Survives a reserve (the relay reads what the store has).
     let other = record(gen.next_id(), "esme1");
-    s.enqueue(vec![other.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([other.clone()])).await.unwrap();
     assert!(s.update(&other.id, part_sent("up2", "q0", 0)).await.unwrap());
     let reserved = s.reserve(10, LONG).await.unwrap();
     let again = reserved.iter().find(|m| m.id == other.id).expect("still queued");
@@ -1309,7 +1314,7 @@ pub async fn a_message_with_a_part_sent_cannot_be_cancelled_or_replaced<S: Store
     let s = &f.storage;
     let gen = ids();
     let r = record(gen.next_id(), "esme1");
-    s.enqueue(vec![r.clone()]).await.unwrap();
+    s.enqueue(smsmax::queue::shared([r.clone()])).await.unwrap();
     assert!(s.update(&r.id, part_sent("up1", "p0", 0)).await.unwrap());
     assert_eq!(
         s.cancel(&r.id, "esme1", now_ms()).await.unwrap(),
@@ -1338,7 +1343,7 @@ pub async fn settle_records_the_outcome_and_removes_the_entry<S: Store + Queue +
     let s = &f.storage;
     let gen = ids();
     let records: Vec<_> = (0..3).map(|_| record(gen.next_id(), "esme1")).collect();
-    s.enqueue(records.clone()).await.unwrap();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
     let got = s.reserve(3, LONG).await.unwrap();
     assert_eq!(got.len(), 3);
 
@@ -1388,7 +1393,7 @@ pub async fn enqueue_concurrently<S: Queue>(storage: &Arc<S>, n: usize) -> HashS
             for i in (t..n).step_by(10) {
                 let batch: Vec<_> = (0..1 + i % 3).map(|_| record(gen.next_id(), "esme1")).collect();
                 mine.extend(batch.iter().map(|r| r.id.clone()));
-                storage.enqueue(batch).await.unwrap();
+                storage.enqueue(smsmax::queue::shared(batch)).await.unwrap();
             }
             mine
         }));
@@ -1470,7 +1475,7 @@ where
     let storage = open().await;
     let gen = ids();
     let m = record(gen.next_id(), "esme1");
-    storage.enqueue(vec![m.clone()]).await.unwrap();
+    storage.enqueue(smsmax::queue::shared([m.clone()])).await.unwrap();
     assert!(storage.update(&m.id, submitted("up1", "k1", 0)).await.unwrap());
     storage.ack(std::slice::from_ref(&m.id)).await.unwrap();
     let unmatched = receipt("up1", "k-unknown", None, MessageState::Delivered);

@@ -38,11 +38,8 @@ impl Change {
         let size_hint = encoded_size_hint(&op);
         let mut owner = None;
         let redo = match op {
-            Op::Enqueue(records) => Redo::Enqueue {
-                now,
-                records: records.into_iter().map(Arc::new).collect(),
-            },
-            Op::Insert(records) => Redo::Insert(records.into_iter().map(Arc::new).collect()),
+            Op::Enqueue(records) => Redo::Enqueue { now, records },
+            Op::Insert(records) => Redo::Insert(records),
             Op::Update(id, update) => Redo::Update { id, update },
             Op::Settle(id, update) => Redo::Settle { id, update },
             Op::Ack(ids) => Redo::Ack(ids),
@@ -139,7 +136,8 @@ fn own_entry(entry: &mut OutboxEntry) {
 
 fn own_op(op: &mut Op) {
     match op {
-        Op::Enqueue(batch) | Op::Insert(batch) => batch.iter_mut().for_each(own_record),
+        // The caller's `Arc`s are its own (a clone only if it kept one).
+        Op::Enqueue(batch) | Op::Insert(batch) => batch.iter_mut().for_each(|r| own_record(Arc::make_mut(r))),
         Op::Replace { replacement, .. } => own(&mut replacement.short_message),
         Op::RecordReceipt { receipt, forward, .. } => {
             own(&mut receipt.text);
@@ -164,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_encoded_octets_are_the_redo_the_committer_applies() {
-        let change = Change::prepare(Op::Enqueue(vec![record(Bytes::from_static(b"hello"))]), 42).unwrap();
+        let change = Change::prepare(Op::Enqueue(vec![Arc::new(record(Bytes::from_static(b"hello")))]), 42).unwrap();
         let (decoded, rest) = postcard::take_from_bytes::<Redo>(&change.encoded).unwrap();
         assert!(rest.is_empty());
         assert_eq!(decoded, change.redo);
@@ -181,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_new_records_is_encoded_without_growing_its_buffer() {
-        let records: Vec<MessageRecord> = (0..100)
+        let records: Vec<Arc<MessageRecord>> = (0..100)
             .map(|n| MessageRecord {
                 schedule_at_ms: Some(u64::MAX),
                 expires_at_ms: Some(u64::MAX),
@@ -189,6 +187,7 @@ mod tests {
                 updated_at_ms: u64::MAX,
                 ..record(Bytes::from(vec![b'x'; 160 + n]))
             })
+            .map(Arc::new)
             .collect();
         let hint = encoded_size_hint(&Op::Enqueue(records.clone()));
         let change = Change::prepare(Op::Enqueue(records), u64::MAX).unwrap();
@@ -237,7 +236,7 @@ mod tests {
     fn a_record_does_not_keep_the_read_buffer_it_was_sliced_from() {
         let read_buffer = Bytes::from(vec![b'x'; 65536]);
         let range = read_buffer.as_ptr_range();
-        let change = Change::prepare(Op::Enqueue(vec![record(read_buffer.slice(100..130))]), 0).unwrap();
+        let change = Change::prepare(Op::Enqueue(vec![Arc::new(record(read_buffer.slice(100..130)))]), 0).unwrap();
         let Redo::Enqueue { records, .. } = &change.redo else {
             panic!("not an enqueue")
         };

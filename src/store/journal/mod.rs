@@ -446,7 +446,9 @@ impl Store for JournalStorage {
         if records.is_empty() {
             return self.check_open();
         }
-        self.write(Op::Insert(records.to_vec())).await.map(|_| ())
+        self.write(Op::Insert(records.iter().cloned().map(Arc::new).collect()))
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
@@ -543,7 +545,7 @@ impl Store for JournalStorage {
 
 #[async_trait]
 impl Queue for JournalStorage {
-    async fn enqueue(&self, records: Vec<MessageRecord>) -> Result<(), StorageError> {
+    async fn enqueue(&self, records: Vec<Arc<MessageRecord>>) -> Result<(), StorageError> {
         if records.is_empty() {
             return self.check_open();
         }

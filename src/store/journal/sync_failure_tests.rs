@@ -19,24 +19,33 @@ async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting()
     let storage = JournalStorage::open(dir.path(), JournalSettings::default())
         .await
         .unwrap();
-    storage.enqueue(vec![MessageRecord::example("0a01")]).await.unwrap();
+    storage
+        .enqueue(crate::queue::shared([MessageRecord::example("0a01")]))
+        .await
+        .unwrap();
     assert_eq!(storage.failure(), None);
 
     storage.fail_syncs();
     // An all-enqueue batch: written and handed to the syncers before it is
     // applied (`commit_enqueues`).
-    let enqueued = tokio::time::timeout(ANSWERED_WITHIN, storage.enqueue(vec![MessageRecord::example("0a02")]))
-        .await
-        .expect("the enqueue is answered, not left waiting");
+    let enqueued = tokio::time::timeout(
+        ANSWERED_WITHIN,
+        storage.enqueue(crate::queue::shared([MessageRecord::example("0a02")])),
+    )
+    .await
+    .expect("the enqueue is answered, not left waiting");
     assert!(enqueued.is_err(), "an enqueue whose sync failed is not acknowledged");
     let reason = storage.failure().expect("the failure is reported");
     assert!(reason.contains("injected fault"), "{reason}");
 
     // Every later write, enqueue or not, is refused at once.
     for _ in 0..3 {
-        let enqueued = tokio::time::timeout(ANSWERED_WITHIN, storage.enqueue(vec![MessageRecord::example("0a03")]))
-            .await
-            .expect("answered");
+        let enqueued = tokio::time::timeout(
+            ANSWERED_WITHIN,
+            storage.enqueue(crate::queue::shared([MessageRecord::example("0a03")])),
+        )
+        .await
+        .expect("answered");
         assert!(enqueued.is_err(), "no enqueue is acknowledged after a failed sync");
     }
     let acked = tokio::time::timeout(ANSWERED_WITHIN, storage.ack(&["0a01".to_string()]))
