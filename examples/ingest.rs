@@ -139,8 +139,8 @@ impl Report {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.binds == 0 || args.window == 0 || args.messages == 0 {
-        bail!("--binds, --window and --messages must be at least 1");
+    if args.binds == 0 || args.window == 0 || args.messages == 0 || args.rounds == 0 {
+        bail!("--binds, --window, --messages and --rounds must be at least 1");
     }
     println!(
         "ingest: {} binds x window {} , {} messages of 160 GSM characters per run, {} cores",
@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     let mut baselines = Vec::new();
     let mut gateways = Vec::new();
     let mut ratios = Vec::new();
-    for round in 1..=args.rounds.max(1) {
+    for round in 1..=args.rounds {
         if args.rounds > 1 {
             println!("round {round}");
         }

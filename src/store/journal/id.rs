@@ -23,11 +23,9 @@ const MAX_HEX_DIGITS: usize = 32;
 /// 24 octets: the value is two `u64` halves, not a `u128` (whose 16-octet
 /// alignment made the enum 32), and other ids are boxed. Every message has
 /// an `Id` as its key in the B-tree and one in the due index, so this is
-/// part of what each queued message costs in memory; with [`Slot`]'s 56
-/// octets a B-tree leaf of eleven entries is an 896-octet allocation
-/// instead of 1280.
-///
-/// [`Slot`]: super::state
+/// part of what each queued message costs in memory; with the state's
+/// 56-octet `Slot` a B-tree leaf of eleven entries is an 896-octet
+/// allocation instead of 1280.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Id {
     /// 1 to 32 lowercase hex digits: their count (leading zeros are part of
@@ -119,11 +117,11 @@ mod tests {
     #[test]
     fn ids_of_equal_length_sort_by_value_across_both_halves() {
         let low_half_full = Id::new("0000000000000000ffffffffffffffff");
-        let high_half_one = Id::new("0000000000000001000000000000000");
-        let high_half_one_32 = Id::new("00000000000000010000000000000000");
-        assert!(low_half_full < high_half_one_32);
+        let high_half_one = Id::new("00000000000000010000000000000000");
+        assert!(low_half_full < high_half_one);
         // Fewer digits sort first whatever their value.
-        assert!(high_half_one < low_half_full);
+        let fewer_digits = Id::new("1000000000000000000000000000000");
+        assert!(fewer_digits < low_half_full);
         assert_eq!(
             std::mem::size_of::<Id>(),
             24,

@@ -446,7 +446,7 @@ impl Store for JournalStorage {
         if records.is_empty() {
             return self.check_open();
         }
-        self.write(Op::Insert(records.iter().cloned().map(Arc::new).collect()))
+        self.write(Op::Insert(crate::queue::shared(records.iter().cloned())))
             .await
             .map(|_| ())
     }

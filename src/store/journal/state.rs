@@ -164,13 +164,15 @@ pub(super) struct State {
     messages: BTreeMap<Id, Slot>,
     /// Where the messages' queue entries are found.
     queue: QueueIndex,
-    seq: u64,
     /// upstream -> normalised upstream id -> our message and part.
     links: HashMap<Arc<str>, HashSet<ByKey>>,
     /// Matched receipts by our message id.
     receipts: HashMap<String, Vec<Arc<ReceiptRecord>>>,
     /// Unmatched receipts: (received_at_ms, seq) -> receipt.
     unmatched: BTreeMap<(u64, u64), ReceiptRecord>,
+    /// The last unmatched receipt's sequence number (tells apart receipts
+    /// received in the same millisecond).
+    unmatched_seq: u64,
     unmatched_index: HashMap<(String, String, u8), (u64, u64)>,
     /// Final records in the order they became final (retention).
     finals: VecDeque<(u64, Id)>,
@@ -213,13 +215,17 @@ struct QueueIndex {
     leases: BTreeMap<(Instant, u64), Id>,
     /// Messages with an entry.
     depth: u64,
+    /// The last entry's sequence number.
+    seq: u64,
 }
 
 impl QueueIndex {
-    /// Gives message `id`, whose slot's entry is `queued`, the entry `seq`
-    /// due at `due_at_ms`, replacing the one it had. The new entry goes
-    /// into the due index once its change is durable (`publish`).
-    fn put(&mut self, queued: &mut Option<QueueEntry>, id: Id, due_at_ms: u64, seq: u64, publish: &mut Vec<Publish>) {
+    /// Gives message `id`, whose slot's entry is `queued`, a new entry due
+    /// at `due_at_ms`, replacing the one it had. The new entry goes into
+    /// the due index once its change is durable (`publish`).
+    fn put(&mut self, queued: &mut Option<QueueEntry>, id: Id, due_at_ms: u64, publish: &mut Vec<Publish>) {
+        self.seq += 1;
+        let seq = self.seq;
         let entry = QueueEntry {
             due_at_ms,
             seq,
@@ -288,10 +294,11 @@ impl State {
                 }
                 Applied::Done
             }
-            Redo::Update { id, update } => Applied::Found(self.update_record(&id, &update)),
+            Redo::Update { id, update } => Applied::Found(self.update_record(&id, Id::new(&id), &update)),
             Redo::Settle { id, update } => {
-                let found = self.update_record(&id, &update);
-                self.queue_remove(&Id::new(&id));
+                let key = Id::new(&id);
+                let found = self.update_record(&id, key.clone(), &update);
+                self.queue_remove(&key);
                 Applied::Found(found)
             }
             Redo::Ack(ids) => {
@@ -305,8 +312,7 @@ impl State {
                 // meanwhile stays out.
                 let id = Id::new(&id);
                 if let Some(slot) = self.messages.get_mut(&id).filter(|s| s.queued.is_some()) {
-                    self.seq += 1;
-                    self.queue.put(&mut slot.queued, id, due_at_ms, self.seq, publish);
+                    self.queue.put(&mut slot.queued, id, due_at_ms, publish);
                 }
                 Applied::Done
             }
@@ -518,8 +524,7 @@ impl State {
             }),
         };
         if let Some(due_at_ms) = due_at_ms {
-            self.seq += 1;
-            self.queue.put(&mut slot.queued, id, due_at_ms, self.seq, publish);
+            self.queue.put(&mut slot.queued, id, due_at_ms, publish);
         }
     }
 
@@ -556,9 +561,9 @@ impl State {
         }
     }
 
-    /// [`Store::update`](crate::store::Store::update) on the state.
-    fn update_record(&mut self, id: &str, update: &StateUpdate) -> bool {
-        let key = Id::new(id);
+    /// [`Store::update`](crate::store::Store::update) on the state; `key`
+    /// is `id` parsed (`Id::new`), once for all the caller does with it.
+    fn update_record(&mut self, id: &str, key: Id, update: &StateUpdate) -> bool {
         if !self.messages.contains_key(&key) {
             return false;
         }
@@ -621,18 +626,16 @@ impl State {
         }
         record.updated_at_ms = replacement.at_ms;
         if let Some(at) = requeue {
-            self.seq += 1;
-            self.queue.put(&mut slot.queued, id, at, self.seq, publish);
+            self.queue.put(&mut slot.queued, id, at, publish);
         }
     }
 
     /// Drops a record with its queue entry, receipts and links.
     fn remove_message(&mut self, id: &str) {
-        let key = Id::new(id);
-        self.queue_remove(&key);
-        let Some(slot) = self.messages.remove(&key) else {
+        let Some(mut slot) = self.messages.remove(&Id::new(id)) else {
             return;
         };
+        self.queue.remove(&mut slot.queued);
         for link in slot.links.into_vec() {
             if let Some(keys) = self.links.get_mut(&link.upstream) {
                 // Only if it still points here: the upstream may have reused the id.
@@ -845,8 +848,8 @@ impl State {
         if self.unmatched_index.contains_key(&copy) {
             return false;
         }
-        self.seq += 1;
-        let at = (receipt.received_at_ms, self.seq);
+        self.unmatched_seq += 1;
+        let at = (receipt.received_at_ms, self.unmatched_seq);
         self.unmatched.insert(at, receipt);
         self.unmatched_index.insert(copy, at);
         true
@@ -893,7 +896,7 @@ impl State {
         }
         if let Some(update) = &update {
             // `false` (unknown or final message) still records the receipt.
-            self.update_record(&matched.id, update);
+            self.update_record(&matched.id, Id::new(&matched.id), update);
         }
         self.remove_unmatched(&receipt);
         self.receipts.entry(matched.id).or_default().push(Arc::new(receipt));

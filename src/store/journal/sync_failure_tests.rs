@@ -7,11 +7,22 @@ use std::time::Duration;
 
 use super::{JournalSettings, JournalStorage};
 use crate::queue::Queue;
-use crate::store::{MessageRecord, Store};
+use crate::store::{MessageRecord, StorageError, Store};
 
 /// Far below the callers' 30 s storage timeout: an answer left waiting
 /// behind a frame that can never become durable would only come from that.
 const ANSWERED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Enqueues `MessageRecord::example(id)`; panics if no answer comes within
+/// [`ANSWERED_WITHIN`].
+async fn enqueue(storage: &JournalStorage, id: &str) -> Result<(), StorageError> {
+    tokio::time::timeout(
+        ANSWERED_WITHIN,
+        storage.enqueue(crate::queue::shared([MessageRecord::example(id)])),
+    )
+    .await
+    .expect("the enqueue is answered, not left waiting")
+}
 
 #[tokio::test]
 async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting() {
@@ -19,33 +30,20 @@ async fn after_a_failed_sync_no_write_is_acknowledged_and_none_is_left_waiting()
     let storage = JournalStorage::open(dir.path(), JournalSettings::default())
         .await
         .unwrap();
-    storage
-        .enqueue(crate::queue::shared([MessageRecord::example("0a01")]))
-        .await
-        .unwrap();
+    enqueue(&storage, "0a01").await.unwrap();
     assert_eq!(storage.failure(), None);
 
     storage.fail_syncs();
     // An all-enqueue batch: written and handed to the syncers before it is
     // applied (`commit_enqueues`).
-    let enqueued = tokio::time::timeout(
-        ANSWERED_WITHIN,
-        storage.enqueue(crate::queue::shared([MessageRecord::example("0a02")])),
-    )
-    .await
-    .expect("the enqueue is answered, not left waiting");
+    let enqueued = enqueue(&storage, "0a02").await;
     assert!(enqueued.is_err(), "an enqueue whose sync failed is not acknowledged");
     let reason = storage.failure().expect("the failure is reported");
     assert!(reason.contains("injected fault"), "{reason}");
 
     // Every later write, enqueue or not, is refused at once.
     for _ in 0..3 {
-        let enqueued = tokio::time::timeout(
-            ANSWERED_WITHIN,
-            storage.enqueue(crate::queue::shared([MessageRecord::example("0a03")])),
-        )
-        .await
-        .expect("answered");
+        let enqueued = enqueue(&storage, "0a03").await;
         assert!(enqueued.is_err(), "no enqueue is acknowledged after a failed sync");
     }
     let acked = tokio::time::timeout(ANSWERED_WITHIN, storage.ack(&["0a01".to_string()]))
