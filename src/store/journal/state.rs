@@ -535,9 +535,24 @@ impl State {
     }
 
     fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
+        let id = Id::new(&found.id);
+        let link = Self::new_link(&mut self.links, upstream, key, found);
+        if let Some(slot) = self.messages.get_mut(&id) {
+            Self::attach(slot, link);
+        }
+    }
+
+    /// A link put in its upstream's lookup set, for the caller to attach
+    /// to the message's slot (which it may have looked up already).
+    fn new_link(
+        links: &mut HashMap<Arc<str>, HashSet<ByKey>>,
+        upstream: String,
+        key: String,
+        found: UpstreamMatch,
+    ) -> Arc<Link> {
         // One allocation per link besides its key: the upstream's name is
         // shared with the lookup set's.
-        let upstream: Arc<str> = match self.links.get_key_value(upstream.as_str()) {
+        let upstream: Arc<str> = match links.get_key_value(upstream.as_str()) {
             Some((name, _)) => name.clone(),
             None => Arc::from(upstream),
         };
@@ -547,36 +562,38 @@ impl State {
             found,
         });
         // `replace`: a key the upstream reuses now points at this message.
-        self.links.entry(upstream).or_default().replace(ByKey(link.clone()));
-        if let Some(slot) = self.messages.get_mut(&Id::new(&link.found.id)) {
-            if !slot
-                .links
-                .iter()
-                .any(|l| l.upstream == link.upstream && l.key == link.key)
-            {
-                let mut links = std::mem::take(&mut slot.links).into_vec();
-                links.push(link);
-                slot.links = links.into_boxed_slice();
-            }
+        links.entry(upstream).or_default().replace(ByKey(link.clone()));
+        link
+    }
+
+    /// Adds `link` to the message's own links, unless it has it already.
+    fn attach(slot: &mut Slot, link: Arc<Link>) {
+        if !slot
+            .links
+            .iter()
+            .any(|l| l.upstream == link.upstream && l.key == link.key)
+        {
+            let mut links = std::mem::take(&mut slot.links).into_vec();
+            links.push(link);
+            slot.links = links.into_boxed_slice();
         }
     }
 
     /// [`Store::update`](crate::store::Store::update) on the state; `key`
     /// is `id` parsed (`Id::new`), once for all the caller does with it.
     fn update_record(&mut self, id: &str, key: Id, update: &StateUpdate) -> bool {
-        if !self.messages.contains_key(&key) {
+        // One lookup of the slot for the link and the record both.
+        let Some(slot) = self.messages.get_mut(&key) else {
             return false;
-        }
+        };
         if let Some(link) = update.link.as_ref().filter(|l| !l.key.is_empty()) {
             let found = UpstreamMatch {
                 id: id.to_string(),
                 part: link.part,
             };
-            self.link(link.upstream.clone(), link.key.clone(), found);
+            let link = Self::new_link(&mut self.links, link.upstream.clone(), link.key.clone(), found);
+            Self::attach(slot, link);
         }
-        let Some(slot) = self.messages.get_mut(&key) else {
-            return false;
-        };
         if slot.record.state.is_final() {
             return false;
         }
