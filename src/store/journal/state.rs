@@ -408,7 +408,7 @@ impl State {
             }
             Redo::SnapshotLinks(links) => {
                 for (upstream, key, found) in links {
-                    self.link(upstream, key, found);
+                    self.link(&upstream, key, found);
                 }
                 Applied::Done
             }
@@ -534,7 +534,8 @@ impl State {
         }
     }
 
-    fn link(&mut self, upstream: String, key: String, found: UpstreamMatch) {
+    /// Restores one link of a snapshot.
+    fn link(&mut self, upstream: &str, key: String, found: UpstreamMatch) {
         let id = Id::new(&found.id);
         let link = Self::new_link(&mut self.links, upstream, key, found);
         if let Some(slot) = self.messages.get_mut(&id) {
@@ -546,13 +547,13 @@ impl State {
     /// to the message's slot (which it may have looked up already).
     fn new_link(
         links: &mut HashMap<Arc<str>, HashSet<ByKey>>,
-        upstream: String,
+        upstream: &str,
         key: String,
         found: UpstreamMatch,
     ) -> Arc<Link> {
         // One allocation per link besides its key: the upstream's name is
-        // shared with the lookup set's.
-        let upstream: Arc<str> = match links.get_key_value(upstream.as_str()) {
+        // shared with the lookup set's, and copied only the first time.
+        let upstream: Arc<str> = match links.get_key_value(upstream) {
             Some((name, _)) => name.clone(),
             None => Arc::from(upstream),
         };
@@ -591,7 +592,7 @@ impl State {
                 id: id.to_string(),
                 part: link.part,
             };
-            let link = Self::new_link(&mut self.links, link.upstream.clone(), link.key.clone(), found);
+            let link = Self::new_link(&mut self.links, &link.upstream, link.key.clone(), found);
             Self::attach(slot, link);
         }
         if slot.record.state.is_final() {
