@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use smsmax_protocol::receipt::ReceiptDate;
+
 /// Why a time field was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
@@ -95,6 +97,30 @@ pub fn format_absolute(ms: u64) -> String {
     out
 }
 
+/// Unix milliseconds as a receipt's `submit date:` / `done date:`
+/// (`YYMMDDhhmm` in UTC, Appendix B): the first ten digits of
+/// [`format_absolute`]. An `Option` because [`ReceiptDate::new`] checks
+/// its fields; a day count always gives a valid date.
+///
+/// Computed from the day count, not by formatting and parsing text: both
+/// the correlator (two per client receipt) and the simulator (two per
+/// receipt it sends) call it once per message.
+pub fn receipt_date(ms: u64) -> Option<ReceiptDate> {
+    let secs = i64::try_from(ms / 1000).ok()?;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let two = |n: i64| u8::try_from(n).ok();
+    ReceiptDate::new(
+        two(y.rem_euclid(100))?,
+        two(m)?,
+        two(d)?,
+        two(rem / 3600)?,
+        two(rem % 3600 / 60)?,
+        None,
+    )
+    .ok()
+}
+
 fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -131,6 +157,27 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_dates_in_utc_minutes() {
+        // 2026-01-01 12:00:00 UTC.
+        let date = |ms| receipt_date(ms).map(|d| d.to_string());
+        assert_eq!(date(1_767_268_800_000).as_deref(), Some("2601011200"));
+        // Seconds are dropped, not rounded: 2026-01-01 12:01:59.999.
+        assert_eq!(date(1_767_268_919_999).as_deref(), Some("2601011201"));
+        // 2024-02-29 23:59 (a leap day), 2000-01-01 00:00, 2099-12-31 23:59.
+        assert_eq!(date(1_709_251_140_000).as_deref(), Some("2402292359"));
+        assert_eq!(date(946_684_800_000).as_deref(), Some("0001010000"));
+        assert_eq!(date(4_102_444_799_000).as_deref(), Some("9912312359"));
+        // Two digits of the year, as in absolute times: 1999-12-31 23:59.
+        assert_eq!(date(946_684_799_999).as_deref(), Some("9912312359"));
+        assert!(date(u64::MAX).is_some());
+        // The same minute as the absolute time's first ten digits, every day of a year.
+        for day in 0..366u64 {
+            let ms = 1_735_689_600_000 + day * 86_400_000 + day * 3_599_321;
+            assert_eq!(date(ms).unwrap(), format_absolute(ms)[..10]);
+        }
+    }
 
     #[test]
     fn absolute_times_in_utc_and_with_offsets() {

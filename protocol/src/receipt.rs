@@ -281,6 +281,15 @@ pub struct ReceiptDate {
 }
 
 impl ReceiptDate {
+    /// Appends `YYMMDDhhmm`, or `YYMMDDhhmmss` when it has seconds.
+    fn push_to(&self, out: &mut String) {
+        let fields = [self.year, self.month, self.day, self.hour, self.minute];
+        for n in fields.into_iter().chain(self.second) {
+            out.push(char::from(b'0' + n / 10));
+            out.push(char::from(b'0' + n % 10));
+        }
+    }
+
     /// Builds a validated date. `year` is the two-digit year (`0..=99`).
     pub fn new(year: u8, month: u8, day: u8, hour: u8, minute: u8, second: Option<u8>) -> Result<Self, DateError> {
         if year > 99 {
@@ -367,15 +376,9 @@ impl ReceiptDate {
 /// that a 12-digit date survives a round trip.
 impl fmt::Display for ReceiptDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02}{:02}{:02}{:02}{:02}",
-            self.year, self.month, self.day, self.hour, self.minute
-        )?;
-        if let Some(second) = self.second {
-            write!(f, "{second:02}")?;
-        }
-        Ok(())
+        let mut out = String::with_capacity(12);
+        self.push_to(&mut out);
+        f.write_str(&out)
     }
 }
 
@@ -835,41 +838,74 @@ impl Receipt {
     /// `err` shorter than three digits is zero-padded; `text` is cut to 20
     /// characters.
     pub fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
-        write!(out, "id:{}", self.id)?;
-        if let Some(sub) = self.sub {
-            write!(out, " sub:{sub:03}")?;
-        }
-        if let Some(dlvrd) = self.dlvrd {
-            write!(out, " dlvrd:{dlvrd:03}")?;
-        }
-        if let Some(date) = self.submit_date {
-            write!(out, " submit date:{date}")?;
-        }
-        if let Some(date) = self.done_date {
-            write!(out, " done date:{date}")?;
-        }
-        write!(out, " stat:{}", self.stat)?;
-        if let Some(err) = &self.err {
-            out.write_str(" err:")?;
-            let numeric = !err.is_empty() && err.bytes().all(|b| b.is_ascii_digit());
-            for _ in 0..if numeric { 3usize.saturating_sub(err.len()) } else { 0 } {
-                out.write_char('0')?;
-            }
-            out.write_str(err)?;
-        }
-        out.write_str(" text:")?;
-        if let Some(text) = &self.text {
-            out.write_str(truncate_chars(text, RECEIPT_TEXT_MAX_CHARS))?;
-        }
-        Ok(())
+        out.write_str(&self.to_text())
     }
 
     /// The canonical Appendix B text; see [`write_to`](Self::write_to).
+    ///
+    /// Written octet by octet, not through `fmt`: the gateway builds one per
+    /// message it relays (the client's receipt) and the simulator one per
+    /// message it accepts, and `write!` with padded numbers was most of
+    /// that cost (`cargo bench --bench receipts`, in the gateway crate).
     pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(128);
-        // Writing into a String cannot fail.
-        let _ = self.write_to(&mut out);
+        let mut out = String::with_capacity(160);
+        out.push_str("id:");
+        out.push_str(&self.id);
+        if let Some(sub) = self.sub {
+            out.push_str(" sub:");
+            push_padded(&mut out, sub);
+        }
+        if let Some(dlvrd) = self.dlvrd {
+            out.push_str(" dlvrd:");
+            push_padded(&mut out, dlvrd);
+        }
+        if let Some(date) = &self.submit_date {
+            out.push_str(" submit date:");
+            date.push_to(&mut out);
+        }
+        if let Some(date) = &self.done_date {
+            out.push_str(" done date:");
+            date.push_to(&mut out);
+        }
+        out.push_str(" stat:");
+        out.push_str(self.stat.as_str());
+        if let Some(err) = &self.err {
+            out.push_str(" err:");
+            let numeric = !err.is_empty() && err.bytes().all(|b| b.is_ascii_digit());
+            if numeric {
+                for _ in err.len()..3 {
+                    out.push('0');
+                }
+            }
+            out.push_str(err);
+        }
+        out.push_str(" text:");
+        if let Some(text) = &self.text {
+            out.push_str(truncate_chars(text, RECEIPT_TEXT_MAX_CHARS));
+        }
         out
+    }
+}
+
+/// `n` in decimal, zero-padded to at least three digits (`{n:03}`).
+fn push_padded(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    while digits.len() - at < 3 {
+        at -= 1;
+        digits[at] = b'0';
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -1347,6 +1383,23 @@ mod tests {
         let mut out = String::new();
         r.write_to(&mut out).expect("write to String");
         assert_eq!(out, r.to_text());
+        // Counts are padded to three digits, never cut; dates keep their seconds.
+        let r = Receipt::new("y", ReceiptState::Delivered)
+            .with_sub(1234)
+            .with_dlvrd(0)
+            .with_submit_date(date("991231235959"))
+            .with_done_date(date("0001010000"));
+        assert_eq!(
+            r.to_text(),
+            "id:y sub:1234 dlvrd:000 submit date:991231235959 done date:0001010000 stat:DELIVRD text:"
+        );
+        assert_eq!(
+            Receipt::new("z", ReceiptState::Delivered)
+                .with_sub(u32::MAX)
+                .with_dlvrd(42)
+                .to_text(),
+            "id:z sub:4294967295 dlvrd:042 stat:DELIVRD text:"
+        );
     }
 
     #[test]

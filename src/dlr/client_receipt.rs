@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use smsmax_protocol::{
-    receipt::{Receipt, ReceiptDate, ReceiptState, RECEIPT_TEXT_MAX_CHARS},
+    receipt::{Receipt, ReceiptState, RECEIPT_TEXT_MAX_CHARS},
     text::{decode_short_message, TextEncoding},
     tlv::{put_tlvs, Tlv},
     types::{esm_class, registered_delivery, MessageId},
@@ -96,10 +96,10 @@ pub fn client_receipt(
         .with_sub(1)
         .with_dlvrd(u32::from(state == MessageState::Delivered))
         .with_err_code(error_code.unwrap_or(0));
-    if let Some(date) = receipt_date(record.submitted_at_ms) {
+    if let Some(date) = smpp_time::receipt_date(record.submitted_at_ms) {
         receipt = receipt.with_submit_date(date);
     }
-    if let Some(date) = receipt_date(done_at_ms) {
+    if let Some(date) = smpp_time::receipt_date(done_at_ms) {
         receipt = receipt.with_done_date(date);
     }
     if let Some(text) = text_start(record) {
@@ -141,12 +141,6 @@ pub fn client_receipt(
     }
 }
 
-/// `YYMMDDhhmm` in UTC.
-fn receipt_date(ms: u64) -> Option<ReceiptDate> {
-    let absolute = smpp_time::format_absolute(ms);
-    absolute.get(..10).and_then(|d| ReceiptDate::parse(d).ok())
-}
-
 /// The first 20 characters of the message when it is GSM 7-bit or ASCII
 /// text (after any UDH), with anything unprintable as `?`; `None` for other
 /// alphabets and binary data, which would not survive a data_coding 0 receipt.
@@ -160,7 +154,16 @@ fn text_start(record: &MessageRecord) -> Option<String> {
         let udh_len = octets.first().map_or(0, |l| usize::from(*l) + 1);
         octets = octets.get(udh_len..).unwrap_or_default();
     }
-    let text = decode_short_message(record.data_coding, octets).ok()?;
+    // Both alphabets are 7-bit: an octet above 0x7F anywhere makes the
+    // message undecodable (no text, as before this shortcut). Past that
+    // check only the first characters are decoded: a GSM character is one
+    // or two octets (an escape pair), so RECEIPT_TEXT_MAX_CHARS of them
+    // are within twice as many octets.
+    if !octets.is_ascii() {
+        return None;
+    }
+    let prefix = octets.get(..2 * RECEIPT_TEXT_MAX_CHARS).unwrap_or(octets);
+    let text = decode_short_message(record.data_coding, prefix).ok()?;
     let text: String = text
         .chars()
         .take(RECEIPT_TEXT_MAX_CHARS)
@@ -271,6 +274,37 @@ mod tests {
         r.esm_class = 0x40;
         let e = client_receipt(&r, &ReceiptState::Delivered, None, 0, 0, Duration::ZERO);
         assert!(std::str::from_utf8(&e.short_message).unwrap().ends_with("text:H@?"));
+    }
+
+    #[test]
+    fn text_is_the_first_twenty_characters_of_a_7bit_message() {
+        let text = |data_coding: u8, message: &[u8]| {
+            let e = client_receipt(
+                &record(1, data_coding, message),
+                &ReceiptState::Delivered,
+                None,
+                0,
+                0,
+                Duration::ZERO,
+            );
+            let receipt = String::from_utf8(e.short_message.to_vec()).unwrap();
+            receipt.split_once("text:").unwrap().1.to_string()
+        };
+        // Twenty GSM escape pairs ('[' is 0x1B 0x3C) fill the first 40 octets.
+        let mut escapes = [0x1B, 0x3C].repeat(20);
+        escapes.extend_from_slice(b"after");
+        assert_eq!(text(0, &escapes), "[".repeat(20));
+        // One pair fewer: the 20th character comes after them.
+        assert_eq!(text(0, &escapes[2..]), format!("{}a", "[".repeat(19)));
+        // IA5 too.
+        assert_eq!(text(1, b"plain ASCII text that goes on"), "plain ASCII text tha");
+        // An octet above 0x7F, even past the first twenty characters,
+        // makes the message undecodable in a 7-bit alphabet: no text.
+        let mut late = b"Hello there, this is longer than twenty".to_vec();
+        late.push(0x80);
+        assert_eq!(text(0, &late), "");
+        assert_eq!(text(1, &late), "");
+        assert_eq!(text(0, b""), "");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::{
 use bytes::Bytes;
 use smsmax_protocol::{
     pdu::DeliverSm,
-    receipt::{Receipt, ReceiptDate, ReceiptState},
+    receipt::{Receipt, ReceiptState},
     text::decode_short_message,
     tlv::NetworkErrorCode,
     types::{esm_class, Address, MessageId},
@@ -299,11 +299,6 @@ fn text_start(info: &SubmitInfo) -> String {
         .collect()
 }
 
-fn receipt_date(ms: u64) -> Option<ReceiptDate> {
-    let absolute = smpp_time::format_absolute(ms);
-    absolute.get(..10).and_then(|d| ReceiptDate::parse(d).ok())
-}
-
 /// The GSM network error a failure outcome reports (0 for success).
 pub(crate) fn error_code(state: &ReceiptState) -> u16 {
     match state {
@@ -335,10 +330,10 @@ pub(crate) fn receipt_body(id: &str, state: &ReceiptState, info: &SubmitInfo, do
         .with_dlvrd(delivered)
         .with_err_code(u32::from(err))
         .with_text(text_start(info));
-    if let Some(date) = receipt_date(info.at_ms) {
+    if let Some(date) = smpp_time::receipt_date(info.at_ms) {
         receipt = receipt.with_submit_date(date);
     }
-    if let Some(date) = receipt_date(done_ms) {
+    if let Some(date) = smpp_time::receipt_date(done_ms) {
         receipt = receipt.with_done_date(date);
     }
     let mut tlvs = vec![Tlv::ReceiptedMessageId(MessageId::try_from(id).unwrap_or_default())];
