@@ -48,6 +48,20 @@ pub trait Queue: Send + Sync + 'static {
     /// message returns when its lease runs out.
     async fn settle(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError>;
 
+    /// [`settle`](Self::settle) for several messages, answered in order.
+    /// The embedded engines make the whole batch durable as one request to
+    /// their committer (the relay settles every message it relays, and one
+    /// request each was a tenth of the relay's work); this default settles
+    /// them one by one. On an error some may be settled and some not; the
+    /// unsettled ones return when their leases run out.
+    async fn settle_many(&self, settles: Vec<(String, StateUpdate)>) -> Result<Vec<bool>, StorageError> {
+        let mut found = Vec::with_capacity(settles.len());
+        for (id, update) in settles {
+            found.push(self.settle(&id, update).await?);
+        }
+        Ok(found)
+    }
+
     /// Puts a leased message back, due at `due_at_ms` (Unix milliseconds).
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError>;
 

@@ -41,6 +41,7 @@
 pub mod parts;
 pub mod retry;
 pub mod routing;
+mod settler;
 pub mod worker;
 
 pub use worker::{Relay, RelayCounters, RelayHandle, RelaySettings, RelayStats};

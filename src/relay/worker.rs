@@ -74,6 +74,7 @@ use crate::{
         parts::{self, Part, ESM_UDHI},
         retry::{RetryDecision, RetryPolicy},
         routing::{RouteDecision, Router},
+        settler::Settler,
     },
     smpp_time::now_ms,
     store::{MessageRecord, MessageState, StateUpdate, StorageError, Store, UpstreamLink},
@@ -177,6 +178,8 @@ pub struct Relay;
 
 struct Inner {
     queue: Arc<dyn Queue>,
+    /// Settles gathered into batches (see [`Settler`]).
+    settler: Settler,
     store: Arc<dyn Store>,
     outbox: OutboxSink,
     counters: Arc<RelayCounters>,
@@ -215,8 +218,10 @@ impl Relay {
     ) -> RelayHandle {
         let (stop, stopped) = watch::channel(false);
         let counters = Arc::new(RelayCounters::default());
+        let settler = Settler::start(queue.clone(), settings.concurrency, settings.storage_timeout);
         let inner = Arc::new(Inner {
             queue,
+            settler,
             store,
             outbox,
             counters: counters.clone(),
@@ -804,7 +809,7 @@ impl Inner {
     /// [`Queue::settle`]); on an error the lease brings the message back.
     async fn settle(&self, id: &str, update: StateUpdate) {
         let state = update.state;
-        match self.timed(self.queue.settle(id, update)).await {
+        match self.settler.settle(id, update).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 id,

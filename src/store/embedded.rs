@@ -519,6 +519,16 @@ impl Queue for EmbeddedStorage {
         }
     }
 
+    async fn settle_many(&self, settles: Vec<(String, StateUpdate)>) -> Result<Vec<bool>, StorageError> {
+        if settles.is_empty() {
+            return self.check_open().map(|()| Vec::new());
+        }
+        match self.write(Op::SettleMany(settles)).await? {
+            Reply::Founds(found) => Ok(found),
+            _ => Err(engine("unexpected answer to settle_many")),
+        }
+    }
+
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError> {
         self.write(Op::Retry(id.to_string(), due_at_ms)).await.map(|_| ())
     }
@@ -803,6 +813,24 @@ fn apply(t: &mut Tables<'_>, op: &Op, cx: &mut Context<'_>) -> Result<Result<Rep
             };
             dequeue_entry(t, id, &mut cx.fx)?;
             Ok(Ok(Reply::Found(found)))
+        }
+        Op::SettleMany(settles) => {
+            let mut answers = Vec::with_capacity(settles.len());
+            for (id, update) in settles {
+                match update_record(t, id, update)? {
+                    Ok(found) => {
+                        dequeue_entry(t, id, &mut cx.fx)?;
+                        answers.push(found);
+                    }
+                    // A corrupt record: as for one settle, neither change
+                    // (the lease brings it back); the others go on.
+                    Err(e) => {
+                        tracing::warn!(id, error = %e, "settling a message with an unreadable record; left queued");
+                        answers.push(false);
+                    }
+                }
+            }
+            Ok(Ok(Reply::Founds(answers)))
         }
         Op::Retry(id, due) => {
             // Only a message still queued is re-keyed: one acked or

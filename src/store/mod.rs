@@ -19,7 +19,7 @@ mod write;
 
 /// Errors of a storage backend. The caller answers the client with
 /// `ESME_RSYSERR` (or HTTP 503) and logs the error; nothing is acknowledged.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("storage engine: {0}")]
     Engine(String),

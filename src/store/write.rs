@@ -26,6 +26,7 @@ pub(super) enum Op {
     },
     Ack(Vec<String>),
     Settle(String, StateUpdate),
+    SettleMany(Vec<(String, StateUpdate)>),
     Retry(String, u64),
     RecordReceipt {
         receipt: Box<ReceiptRecord>,
@@ -53,6 +54,7 @@ impl Op {
             Op::Enqueue(r) | Op::Insert(r) => r.len().max(1),
             Op::Ack(ids) | Op::AckDelivered { ids, .. } => ids.len().max(1),
             Op::Push(entries) => entries.len().max(1),
+            Op::SettleMany(settles) => settles.len().max(1),
             Op::RecordReceipt { forward, .. } => 1 + forward.len(),
             _ => 1,
         }
@@ -63,6 +65,8 @@ impl Op {
 pub(super) enum Reply {
     Done,
     Found(bool),
+    /// One answer per message of a [`Op::SettleMany`], in order.
+    Founds(Vec<bool>),
     Outcome(ChangeOutcome),
     Receipt(ReceiptOutcome),
     Count(u64),

@@ -78,6 +78,7 @@ macro_rules! storage_contract_tests {
             linked_updates_record_parts_sent_and_upstream,
             a_message_with_a_part_sent_cannot_be_cancelled_or_replaced,
             settle_records_the_outcome_and_removes_the_entry,
+            settle_many_settles_each_in_order,
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -1376,6 +1377,41 @@ pub async fn settle_records_the_outcome_and_removes_the_entry<S: Store + Queue +
     assert_eq!(ids_of(&again), vec![got[2].id.clone()]);
 }
 
+pub async fn settle_many_settles_each_in_order<S: Store + Queue + Outbox>(f: Fixture<S>) {
+    let s = &f.storage;
+    let gen = ids();
+    let records: Vec<_> = (0..4).map(|_| record(gen.next_id(), "esme1")).collect();
+    s.enqueue(smsmax::queue::shared(records.clone())).await.unwrap();
+    let got = s.reserve(4, LONG).await.unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(s.settle_many(Vec::new()).await.unwrap(), Vec::<bool>::new());
+
+    // got[1] is final already (a cancel won).
+    assert!(s.update(&got[1].id, state_update(MessageState::Deleted)).await.unwrap());
+    let answers = s
+        .settle_many(vec![
+            (got[0].id.clone(), submitted("up1", "k0", 0)),
+            (got[1].id.clone(), submitted("up1", "k1", 0)),
+            ("no-such-id".to_string(), state_update(MessageState::Rejected)),
+            (got[2].id.clone(), state_update(MessageState::Rejected)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, false, false, true]);
+    assert_eq!(s.get(&got[0].id).await.unwrap().unwrap().state, MessageState::Enroute);
+    assert_eq!(
+        s.find_by_upstream("up1", "k0").await.unwrap().map(|m| m.id),
+        Some(got[0].id.clone())
+    );
+    assert_eq!(s.get(&got[1].id).await.unwrap().unwrap().state, MessageState::Deleted);
+    assert_eq!(s.get(&got[2].id).await.unwrap().unwrap().state, MessageState::Rejected);
+    // Only got[3], not in the batch, is still queued.
+    assert_eq!(s.depth().await.unwrap(), 1);
+    s.retry(&got[3].id, 0).await.unwrap();
+    let again = s.reserve(10, LONG).await.unwrap();
+    assert_eq!(ids_of(&again), vec![got[3].id.clone()]);
+}
+
 // ---- durability across a reopen ------------------------------------------
 //
 // Not in the macro: each backend calls these from its own test file with an
@@ -1475,9 +1511,20 @@ where
     let storage = open().await;
     let gen = ids();
     let m = record(gen.next_id(), "esme1");
-    storage.enqueue(smsmax::queue::shared([m.clone()])).await.unwrap();
+    let settled = record(gen.next_id(), "esme1");
+    storage
+        .enqueue(smsmax::queue::shared([m.clone(), settled.clone()]))
+        .await
+        .unwrap();
     assert!(storage.update(&m.id, submitted("up1", "k1", 0)).await.unwrap());
     storage.ack(std::slice::from_ref(&m.id)).await.unwrap();
+    assert_eq!(
+        storage
+            .settle_many(vec![(settled.id.clone(), submitted("up1", "k2", 0))])
+            .await
+            .unwrap(),
+        vec![true]
+    );
     let unmatched = receipt("up1", "k-unknown", None, MessageState::Delivered);
     storage.record_receipt(unmatched.clone(), None, vec![]).await.unwrap();
     let found = UpstreamMatch {
@@ -1508,6 +1555,15 @@ where
 
     let storage = open().await;
     assert_eq!(storage.find_by_upstream("up1", "k1").await.unwrap(), Some(found));
+    assert_eq!(
+        storage.find_by_upstream("up1", "k2").await.unwrap().map(|m| m.id),
+        Some(settled.id.clone())
+    );
+    assert_eq!(
+        storage.get(&settled.id).await.unwrap().unwrap().state,
+        MessageState::Enroute
+    );
+    assert_eq!(storage.depth().await.unwrap(), 0);
     assert_eq!(
         storage.get(&m.id).await.unwrap().unwrap().state,
         MessageState::Delivered

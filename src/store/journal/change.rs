@@ -42,6 +42,7 @@ impl Change {
             Op::Insert(records) => Redo::Insert(records),
             Op::Update(id, update) => Redo::Update { id, update },
             Op::Settle(id, update) => Redo::Settle { id, update },
+            Op::SettleMany(settles) => Redo::SettleMany(settles),
             Op::Ack(ids) => Redo::Ack(ids),
             Op::Retry(id, due_at_ms) => Redo::Retry { id, due_at_ms },
             Op::Cancel { id, system_id, at_ms } => {
@@ -111,6 +112,7 @@ fn encoded_size_hint(op: &Op) -> usize {
                     + r.tlvs.len()
             })
             .sum(),
+        Op::SettleMany(settles) => 128 * settles.len(),
         _ => 128,
     }
 }

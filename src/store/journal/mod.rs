@@ -576,6 +576,16 @@ impl Queue for JournalStorage {
         }
     }
 
+    async fn settle_many(&self, settles: Vec<(String, StateUpdate)>) -> Result<Vec<bool>, StorageError> {
+        if settles.is_empty() {
+            return self.check_open().map(|()| Vec::new());
+        }
+        match self.write(Op::SettleMany(settles)).await? {
+            Reply::Founds(found) => Ok(found),
+            _ => Err(unexpected("settle_many")),
+        }
+    }
+
     async fn retry(&self, id: &str, due_at_ms: u64) -> Result<(), StorageError> {
         self.write(Op::Retry(id.to_string(), due_at_ms)).await.map(|_| ())
     }
@@ -1314,6 +1324,7 @@ impl Committer {
         Ok(match Self::apply_prepared(buffer, state, change, publish) {
             Applied::Done => Reply::Done,
             Applied::Found(found) => Reply::Found(found),
+            Applied::Founds(found) => Reply::Founds(found),
             Applied::Receipt(outcome) => Reply::Receipt(outcome),
             Applied::Count(count) => Reply::Count(count),
         })

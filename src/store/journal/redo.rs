@@ -77,4 +77,6 @@ pub(super) enum Redo {
         next_id: u64,
         entries: Vec<(OutboxEntry, u64)>,
     },
+    /// `Queue::settle_many`: each as [`Redo::Settle`], in order.
+    SettleMany(Vec<(String, StateUpdate)>),
 }

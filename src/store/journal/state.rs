@@ -140,6 +140,7 @@ pub(super) enum Publish {
 pub(super) enum Applied {
     Done,
     Found(bool),
+    Founds(Vec<bool>),
     Receipt(ReceiptOutcome),
     Count(u64),
 }
@@ -277,6 +278,15 @@ fn outbox_number(id: &str) -> Option<u64> {
 }
 
 impl State {
+    /// The relay's outcome for a queued message: the record updated, the
+    /// queue entry removed.
+    fn settle(&mut self, id: &str, update: &StateUpdate) -> bool {
+        let key = Id::new(id);
+        let found = self.update_record(id, key.clone(), update);
+        self.queue_remove(&key);
+        found
+    }
+
     /// Applies one change. `publish` collects the entries the change made
     /// due; the caller publishes them once the change is durable.
     pub(super) fn apply(&mut self, redo: Redo, publish: &mut Vec<Publish>) -> Applied {
@@ -295,11 +305,9 @@ impl State {
                 Applied::Done
             }
             Redo::Update { id, update } => Applied::Found(self.update_record(&id, Id::new(&id), &update)),
-            Redo::Settle { id, update } => {
-                let key = Id::new(&id);
-                let found = self.update_record(&id, key.clone(), &update);
-                self.queue_remove(&key);
-                Applied::Found(found)
+            Redo::Settle { id, update } => Applied::Found(self.settle(&id, &update)),
+            Redo::SettleMany(settles) => {
+                Applied::Founds(settles.iter().map(|(id, update)| self.settle(id, update)).collect())
             }
             Redo::Ack(ids) => {
                 for id in &ids {
