@@ -168,7 +168,9 @@ pub(super) struct State {
     /// upstream -> normalised upstream id -> our message and part.
     links: HashMap<Arc<str>, HashSet<ByKey>>,
     /// Matched receipts by our message id.
-    receipts: HashMap<String, Vec<Arc<ReceiptRecord>>>,
+    /// Keyed by [`Id`], like the messages: no copy of the id's text per
+    /// message, and no clone of the receipt's match to make one.
+    receipts: HashMap<Id, Vec<Arc<ReceiptRecord>>>,
     /// Unmatched receipts: (received_at_ms, seq) -> receipt.
     unmatched: BTreeMap<(u64, u64), ReceiptRecord>,
     /// The last unmatched receipt's sequence number (tells apart receipts
@@ -423,7 +425,7 @@ impl State {
             Redo::SnapshotReceipts(receipts) => {
                 for receipt in receipts {
                     if let Some(m) = &receipt.matched {
-                        self.receipts.entry(m.id.clone()).or_default().push(Arc::new(receipt));
+                        self.receipts.entry(Id::new(&m.id)).or_default().push(Arc::new(receipt));
                     }
                 }
                 Applied::Done
@@ -658,7 +660,8 @@ impl State {
 
     /// Drops a record with its queue entry, receipts and links.
     fn remove_message(&mut self, id: &str) {
-        let Some(mut slot) = self.messages.remove(&Id::new(id)) else {
+        let key = Id::new(id);
+        let Some(mut slot) = self.messages.remove(&key) else {
             return;
         };
         self.queue.remove(&mut slot.queued);
@@ -673,7 +676,7 @@ impl State {
                 }
             }
         }
-        self.receipts.remove(id);
+        self.receipts.remove(&key);
     }
 
     /// The cancel_sm / replace_sm checks: `None` if the change may go ahead.
@@ -847,7 +850,7 @@ impl State {
     pub(super) fn receipts(&self, id: &str) -> Vec<ReceiptRecord> {
         let mut out: Vec<ReceiptRecord> = self
             .receipts
-            .get(id)
+            .get(&Id::new(id))
             .map(|list| list.iter().map(|r| ReceiptRecord::clone(r)).collect())
             .unwrap_or_default();
         // By part, each part's in arrival order.
@@ -904,16 +907,18 @@ impl State {
         forward: Vec<OutboxEntry>,
         publish: &mut Vec<Publish>,
     ) -> ReceiptOutcome {
-        let Some(matched) = receipt.matched.clone() else {
+        let Some(matched) = &receipt.matched else {
             return if self.keep_unmatched(receipt) {
                 ReceiptOutcome::Recorded
             } else {
                 ReceiptOutcome::Duplicate
             };
         };
-        let recorded = self.receipts.get(&matched.id).is_some_and(|list| {
+        let key = Id::new(&matched.id);
+        let part = matched.part;
+        let recorded = self.receipts.get(&key).is_some_and(|list| {
             list.iter()
-                .any(|r| r.state == receipt.state && r.matched.as_ref().is_some_and(|m| m.part == matched.part))
+                .any(|r| r.state == receipt.state && r.matched.as_ref().is_some_and(|m| m.part == part))
         });
         if recorded {
             // The copy kept unmatched has nothing left to wait for.
@@ -922,10 +927,10 @@ impl State {
         }
         if let Some(update) = &update {
             // `false` (unknown or final message) still records the receipt.
-            self.update_record(&matched.id, Id::new(&matched.id), update);
+            self.update_record(&matched.id, key.clone(), update);
         }
         self.remove_unmatched(&receipt);
-        self.receipts.entry(matched.id).or_default().push(Arc::new(receipt));
+        self.receipts.entry(key).or_default().push(Arc::new(receipt));
         for entry in forward {
             self.outbox_push(entry, now, publish);
         }
