@@ -50,9 +50,9 @@ pub trait Queue: Send + Sync + 'static {
 
     /// [`settle`](Self::settle) for several messages, answered in order.
     /// The embedded engines make the whole batch durable as one request to
-    /// their committer (the relay settles every message it relays, and one
-    /// request each was a tenth of the relay's work); this default settles
-    /// them one by one. On an error some may be settled and some not; the
+    /// their committer (the relay settles every message it takes, see
+    /// `relay/settler.rs` for what one request each cost); this default
+    /// settles them one by one. On an error some may be settled and some not; the
     /// unsettled ones return when their leases run out.
     async fn settle_many(&self, settles: Vec<(String, StateUpdate)>) -> Result<Vec<bool>, StorageError> {
         let mut found = Vec::with_capacity(settles.len());

@@ -2,12 +2,16 @@
 //!
 //! Every message the relay takes ends with a settle: its outcome recorded
 //! and its queue entry removed ([`Queue::settle`]). One storage request per
-//! message, each under its own timer, was a third of the relay's own work
-//! in the full-flow profile (`scripts/bench-e2e.sh`). The relay's tasks
-//! hand their settles to one [`Settler`] task instead, which sends whatever
-//! has gathered as one [`Queue::settle_many`] under one timer and answers
-//! each. A settle still returns only once it is durable (or failed), so
-//! the relay's flow, its shutdown and its error handling are unchanged.
+//! message, each under its own timer, was a third of the samples of the
+//! relay's per-message work (`Inner::process`) in perf of the full flow
+//! (`scripts/bench-e2e.sh`). The relay's tasks hand their settles to one
+//! [`Settler`] task instead, which sends whatever has gathered as one
+//! [`Queue::settle_many`] under one timer and answers each. A settle still
+//! returns only once it is durable (or failed), so the relay's flow, its
+//! shutdown and its error handling are unchanged. Measured (perf, 400k full
+//! flow): settling fell from 4.3% to 2.7% of serve's samples (1.3% waiting
+//! in the relay, 1.4% in this task), the journal committer from 25% to 19%;
+//! end to end, no change showed above the machine's noise.
 
 use std::sync::Arc;
 use std::time::Duration;
