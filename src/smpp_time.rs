@@ -78,10 +78,7 @@ pub fn parse(value: &[u8], now_ms: u64) -> Result<Option<u64>, TimeError> {
 
 /// Formats Unix milliseconds as an absolute SMPP time in UTC (`…000+`).
 pub fn format_absolute(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let [y, m, d, hour, minute, second] = utc(ms);
     let mut out = String::with_capacity(16);
     let _ = write!(
         out,
@@ -89,9 +86,9 @@ pub fn format_absolute(ms: u64) -> String {
         y.rem_euclid(100),
         m,
         d,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
+        hour,
+        minute,
+        second,
         (ms % 1000) / 100
     );
     out
@@ -102,23 +99,30 @@ pub fn format_absolute(ms: u64) -> String {
 /// [`format_absolute`]. An `Option` because [`ReceiptDate::new`] checks
 /// its fields; a day count always gives a valid date.
 ///
-/// Computed from the day count, not by formatting and parsing text: both
-/// the correlator (two per client receipt) and the simulator (two per
-/// receipt it sends) call it once per message.
+/// Built from the fields, not by formatting and parsing text: both the
+/// correlator (two per client receipt) and the simulator (two per receipt
+/// it sends) call it for every message.
 pub fn receipt_date(ms: u64) -> Option<ReceiptDate> {
-    let secs = i64::try_from(ms / 1000).ok()?;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
+    let [y, m, d, hour, minute, _] = utc(ms);
     let two = |n: i64| u8::try_from(n).ok();
     ReceiptDate::new(
         two(y.rem_euclid(100))?,
         two(m)?,
         two(d)?,
-        two(rem / 3600)?,
-        two(rem % 3600 / 60)?,
+        two(hour)?,
+        two(minute)?,
         None,
     )
     .ok()
+}
+
+/// Unix milliseconds as UTC year, month, day, hour, minute and second.
+fn utc(ms: u64) -> [i64; 6] {
+    // u64::MAX / 1000 fits an i64.
+    let secs = (ms / 1000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    [y, m, d, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {

@@ -281,13 +281,16 @@ pub struct ReceiptDate {
 }
 
 impl ReceiptDate {
-    /// Appends `YYMMDDhhmm`, or `YYMMDDhhmmss` when it has seconds.
-    fn push_to(&self, out: &mut String) {
+    /// Writes `YYMMDDhhmm`, or `YYMMDDhhmmss` when it has seconds, two
+    /// digits at a time (no `write!` padding: this runs for every receipt
+    /// the gateway and the simulator build).
+    fn write_digits<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
         let fields = [self.year, self.month, self.day, self.hour, self.minute];
         for n in fields.into_iter().chain(self.second) {
-            out.push(char::from(b'0' + n / 10));
-            out.push(char::from(b'0' + n % 10));
+            out.write_char(char::from(b'0' + n / 10))?;
+            out.write_char(char::from(b'0' + n % 10))?;
         }
+        Ok(())
     }
 
     /// Builds a validated date. `year` is the two-digit year (`0..=99`).
@@ -376,9 +379,7 @@ impl ReceiptDate {
 /// that a 12-digit date survives a round trip.
 impl fmt::Display for ReceiptDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::with_capacity(12);
-        self.push_to(&mut out);
-        f.write_str(&out)
+        self.write_digits(f)
     }
 }
 
@@ -787,7 +788,10 @@ impl Receipt {
     /// Appendix B shows (`err:000`).
     #[must_use]
     pub fn with_err_code(mut self, code: u32) -> Self {
-        self.err = Some(format!("{code:03}"));
+        let mut err = String::with_capacity(3);
+        // Writing into a String cannot fail.
+        let _ = write_padded(&mut err, code);
+        self.err = Some(err);
         self
     }
 
@@ -837,76 +841,70 @@ impl Receipt {
     /// receipt. Dates with seconds are written with 12 digits; a numeric
     /// `err` shorter than three digits is zero-padded; `text` is cut to 20
     /// characters.
-    pub fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
-        out.write_str(&self.to_text())
-    }
-
-    /// The canonical Appendix B text; see [`write_to`](Self::write_to).
     ///
-    /// Written octet by octet, not through `fmt`: the gateway builds one per
-    /// message it relays (the client's receipt) and the simulator one per
-    /// message it accepts, and `write!` with padded numbers was most of
-    /// that cost (`cargo bench --bench receipts`, in the gateway crate).
-    pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(160);
-        out.push_str("id:");
-        out.push_str(&self.id);
+    /// Written piece by piece with `write_str`, not through `write!`: the
+    /// gateway builds one receipt per message it relays (the client's) and
+    /// the simulator one per message it accepts, and `write!` with padded
+    /// numbers was most of that cost (`cargo bench --bench receipts`, in
+    /// the gateway crate).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
+        out.write_str("id:")?;
+        out.write_str(&self.id)?;
         if let Some(sub) = self.sub {
-            out.push_str(" sub:");
-            push_padded(&mut out, sub);
+            out.write_str(" sub:")?;
+            write_padded(out, sub)?;
         }
         if let Some(dlvrd) = self.dlvrd {
-            out.push_str(" dlvrd:");
-            push_padded(&mut out, dlvrd);
+            out.write_str(" dlvrd:")?;
+            write_padded(out, dlvrd)?;
         }
         if let Some(date) = &self.submit_date {
-            out.push_str(" submit date:");
-            date.push_to(&mut out);
+            out.write_str(" submit date:")?;
+            date.write_digits(out)?;
         }
         if let Some(date) = &self.done_date {
-            out.push_str(" done date:");
-            date.push_to(&mut out);
+            out.write_str(" done date:")?;
+            date.write_digits(out)?;
         }
-        out.push_str(" stat:");
-        out.push_str(self.stat.as_str());
+        out.write_str(" stat:")?;
+        out.write_str(self.stat.as_str())?;
         if let Some(err) = &self.err {
-            out.push_str(" err:");
+            out.write_str(" err:")?;
             let numeric = !err.is_empty() && err.bytes().all(|b| b.is_ascii_digit());
             if numeric {
                 for _ in err.len()..3 {
-                    out.push('0');
+                    out.write_char('0')?;
                 }
             }
-            out.push_str(err);
+            out.write_str(err)?;
         }
-        out.push_str(" text:");
+        out.write_str(" text:")?;
         if let Some(text) = &self.text {
-            out.push_str(truncate_chars(text, RECEIPT_TEXT_MAX_CHARS));
+            out.write_str(truncate_chars(text, RECEIPT_TEXT_MAX_CHARS))?;
         }
+        Ok(())
+    }
+
+    /// The canonical Appendix B text; see [`write_to`](Self::write_to).
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(160);
+        // Writing into a String cannot fail.
+        let _ = self.write_to(&mut out);
         out
     }
 }
 
-/// `n` in decimal, zero-padded to at least three digits (`{n:03}`).
-fn push_padded(out: &mut String, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+/// `n` in decimal, zero-padded to at least three digits (`{n:03}`):
+/// digit by digit below 1000, which every `sub`, `dlvrd` and GSM error
+/// code is; through `fmt` above.
+fn write_padded<W: fmt::Write + ?Sized>(out: &mut W, n: u32) -> fmt::Result {
+    if n >= 1000 {
+        return write!(out, "{n}");
     }
-    while digits.len() - at < 3 {
-        at -= 1;
-        digits[at] = b'0';
+    for digit in [n / 100, n / 10 % 10, n % 10] {
+        out.write_char(char::from(b'0' + digit as u8))?;
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    Ok(())
 }
 
 impl fmt::Display for Receipt {
