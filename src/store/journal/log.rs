@@ -717,15 +717,24 @@ impl Drop for JournalLog {
 /// Writes `snapshot-N.snap` from `chunks` (one frame each; empty ones are skipped)
 /// through a fsynced `.tmp` renamed into place, then deletes the segments below N and
 /// older snapshots. Runs safely beside the [`JournalLog`] appending to segment N or later.
-/// Returns the snapshot's size in octets.
-pub fn write_snapshot(point: SnapshotPoint, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<u64, LogError> {
+/// Chunks are taken one at a time, so they can be produced as they are written; an
+/// `Err` chunk abandons the snapshot (the `.tmp` is removed). Returns the snapshot's
+/// size in octets.
+pub fn write_snapshot<E: std::fmt::Display>(
+    point: SnapshotPoint,
+    chunks: impl IntoIterator<Item = Result<Vec<u8>, E>>,
+) -> Result<u64, LogError> {
     let (dir, n) = (point.dir, point.segment);
     let tmp = snapshot_path(&dir, n, "tmp");
     let write = || -> io::Result<u64> {
         let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         out.write_all(SNAPSHOT_MAGIC)?;
         let mut len = FRAME_HEADER;
-        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        for chunk in chunks {
+            let chunk = chunk.map_err(|e| io::Error::other(format!("encoding the snapshot: {e}")))?;
+            if chunk.is_empty() {
+                continue;
+            }
             if chunk.len() > MAX_FRAME {
                 let reason = format!("snapshot chunk of {} octets over 1 GiB", chunk.len());
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
@@ -756,6 +765,11 @@ mod tests {
     use super::*;
 
     const BIG: u64 = 1 << 20;
+
+    /// Chunks that all encoded.
+    fn ok(chunks: Vec<Vec<u8>>) -> impl Iterator<Item = Result<Vec<u8>, String>> {
+        chunks.into_iter().map(Ok)
+    }
 
     /// Opens `dir`, returning the replayed entries as `S:chunk` / `B:batch` strings.
     fn open_all(dir: &Path, segment_bytes: u64) -> (JournalLog, ReplayStats, Vec<String>) {
@@ -868,7 +882,7 @@ mod tests {
         log.sync().unwrap();
         let old = seg(tmp.path(), n - 1);
         let old_bytes = fs::read(&old).unwrap();
-        let written = write_snapshot(point, vec![b"state1".to_vec(), Vec::new(), b"state2".to_vec()]).unwrap();
+        let written = write_snapshot(point, ok(vec![b"state1".to_vec(), Vec::new(), b"state2".to_vec()])).unwrap();
         assert_eq!(written, 8 + 14 + 14);
         assert_eq!(files(tmp.path(), "journal-")[0], format!("journal-{n:020}.log"));
         assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{n:020}.snap")]);
@@ -881,10 +895,28 @@ mod tests {
         // A second snapshot replaces the first.
         let point = log.snapshot_point().unwrap();
         let m = point.segment();
-        write_snapshot(point, vec![b"state3".to_vec()]).unwrap();
+        write_snapshot(point, ok(vec![b"state3".to_vec()])).unwrap();
         assert_eq!(files(tmp.path(), "snapshot-"), [format!("snapshot-{m:020}.snap")]);
         drop(log);
         assert_eq!(open_all(tmp.path(), 20).2, ["S:state3"]);
+    }
+
+    #[test]
+    fn a_chunk_that_failed_to_encode_abandons_the_snapshot_and_keeps_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = open_all(tmp.path(), 20);
+        log.append(b"before");
+        let point = log.snapshot_point().unwrap();
+        let n = point.segment();
+        log.append(b"after");
+        log.sync().unwrap();
+        let chunks = vec![Ok(b"state1".to_vec()), Err("no encoding"), Ok(b"state2".to_vec())];
+        let err = write_snapshot(point, chunks).unwrap_err().to_string();
+        assert!(err.contains("encoding the snapshot: no encoding"), "{err}");
+        assert!(files(tmp.path(), "snapshot-").is_empty());
+        assert!(!snapshot_path(tmp.path(), n, "tmp").exists());
+        drop(log);
+        assert_eq!(open_all(tmp.path(), 20).2, ["B:before", "B:after"]);
     }
 
     #[test]
@@ -1111,7 +1143,7 @@ mod tests {
         let (mut log, _, _) = open_all(tmp.path(), BIG);
         let point = log.snapshot_point().unwrap();
         let n = point.segment();
-        write_snapshot(point, vec![b"state".to_vec()]).unwrap();
+        write_snapshot(point, ok(vec![b"state".to_vec()])).unwrap();
         drop(log);
         write(tmp.path(), 10, &["x"]); // fills segment n: on to n + 1
         assert!(seg(tmp.path(), n + 1).exists());

@@ -82,9 +82,10 @@
 //! committer starts a new segment and takes the state as of that point
 //! under the lock (logged as `journal snapshot taken`): a reference to each
 //! record, link and receipt, all copy-on-write or immutable, and a copy of
-//! the unmatched receipts and the outbox. A background thread encodes it as
-//! redos (`journal snapshot encoded`), writes the snapshot and deletes the
-//! segments it covers, while writes go on. A crash during it leaves the
+//! the unmatched receipts and the outbox. A background thread, at a lower
+//! priority (`run_in_background`), encodes it as redos one frame at a
+//! time, writing each as it goes and releasing its references, then deletes
+//! the segments it covers (`journal snapshot written`), while writes go on. A crash during it leaves the
 //! previous snapshot and every segment since: nothing is lost. In the 1M
 //! full flow (a state of a million records, 330 MB of snapshot) the gateway
 //! used to stop for the whole encode, 7.1 s, and 1,024 receipts timed out at
@@ -1374,24 +1375,13 @@ impl Committer {
         let spawned = std::thread::Builder::new()
             .name("journal-snapshot".into())
             .spawn(move || {
-                let started = Instant::now();
-                let written = match snapshot.encode() {
-                    Ok(chunks) => {
-                        let frames = chunks.len();
-                        drop(snapshot);
-                        tracing::info!(
-                            frames,
-                            ms = started.elapsed().as_millis() as u64,
-                            "journal snapshot encoded"
-                        );
-                        log::write_snapshot(point, chunks).map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(format!("encoding: {e}")),
-                };
+                run_in_background();
+                let written = log::write_snapshot(point, snapshot.into_frames()).map_err(|e| e.to_string());
                 match &written {
                     Ok(bytes) => {
                         counters.snapshots.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(bytes, "journal snapshot written");
+                        let ms = started.elapsed().as_millis() as u64;
+                        tracing::info!(bytes, ms, "journal snapshot written");
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "journal snapshot failed; the journal since the last one is kept")
@@ -1403,5 +1393,67 @@ impl Committer {
             Ok(handle) => self.snapshot = Some(handle),
             Err(e) => tracing::error!(error = %e, "journal snapshot thread not started"),
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (to nice 10, never
+/// raising it) for work that no caller waits on: encoding and writing a
+/// snapshot. On a machine the gateway keeps busy, the snapshot then runs
+/// mostly in the time the sessions, relay and committer leave idle instead
+/// of taking a core from them; under full load it still gets about a tenth
+/// of a core (the weight of nice 10 against nice 0), so it finishes and the
+/// journal stays bounded.
+///
+/// On Linux the nice value is a property of each thread (setpriority(2),
+/// NOTES), so this changes only the caller. Elsewhere it does nothing.
+fn run_in_background() {
+    #[cfg(target_os = "linux")]
+    {
+        const NICE: libc::c_int = 10;
+        // SAFETY: plain system calls on the calling thread's own id. A
+        // thread already below that priority is left as it is (getpriority
+        // answers -1 on error, which is then below NICE too: one attempt).
+        let done = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            if libc::getpriority(libc::PRIO_PROCESS, tid) >= NICE {
+                return;
+            }
+            libc::setpriority(libc::PRIO_PROCESS, tid, NICE)
+        };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "the snapshot thread keeps its priority");
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod background_tests {
+    /// The nice value of thread `tid` (getpriority's answer; -1 can be a
+    /// value, so errno is cleared first and checked).
+    fn nice_of(tid: libc::pid_t) -> i32 {
+        // SAFETY: errno is this thread's; getpriority reads another thread's nice value.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+            assert_eq!(*libc::__errno_location(), 0, "getpriority failed");
+            nice
+        }
+    }
+
+    #[test]
+    fn only_the_calling_thread_runs_in_background() {
+        // SAFETY: gettid has no preconditions.
+        let own = unsafe { libc::gettid() };
+        let before = nice_of(own);
+        let other = std::thread::spawn(|| {
+            super::run_in_background();
+            // SAFETY: as above.
+            let tid = unsafe { libc::gettid() };
+            nice_of(tid)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other, 10.max(before), "the snapshot thread's nice value");
+        assert_eq!(nice_of(own), before, "the caller's thread keeps its priority");
     }
 }
