@@ -270,7 +270,7 @@ async fn a_full_storage_refuses_then_makes_room_from_final_records() {
         "the final one made room"
     );
     assert!(storage.get(&fourth.id).await.unwrap().is_some());
-    assert_eq!(storage.message_count(), 3);
+    assert_eq!(storage.message_count().await, 3);
 }
 
 /// A crash in the middle of a journal write leaves a torn frame at the end

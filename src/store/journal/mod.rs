@@ -241,8 +241,10 @@ const LOCK_FILE: &str = "LOCK";
 
 /// Message store, work queue, receipts and outbox on the journal engine.
 pub struct JournalStorage {
-    state: Arc<Mutex<State>>,
-    /// Journal frames durable so far (see [`lock_state`]).
+    /// Locked by the tokio tasks that read (awaiting, see [`StateLock`])
+    /// and by the committer thread (blocking).
+    state: Arc<StateLock>,
+    /// Journal frames durable so far (see [`publish_durable`]).
     durable: Arc<AtomicU64>,
     /// `None` only while dropping.
     tx: Option<mpsc::Sender<Msg>>,
@@ -320,7 +322,7 @@ impl JournalStorage {
             .await
             .map_err(engine)??;
 
-        let state = Arc::new(Mutex::new(state));
+        let state = Arc::new(StateLock::new(state));
         let durable = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -388,12 +390,12 @@ impl JournalStorage {
     }
 
     /// Records held in memory (in flight and final).
-    pub fn message_count(&self) -> u64 {
-        self.lock().message_count()
+    pub async fn message_count(&self) -> u64 {
+        self.lock().await.message_count()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock_state(&self.state, &self.durable)
+    async fn lock(&self) -> StateGuard<'_> {
+        publish_durable(self.state.lock().await, &self.durable)
     }
 
     fn check_open(&self) -> Result<(), StorageError> {
@@ -454,7 +456,7 @@ impl Store for JournalStorage {
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StorageError> {
         self.check_open()?;
-        Ok(self.lock().get(id))
+        Ok(self.lock().await.get(id))
     }
 
     async fn update(&self, id: &str, update: StateUpdate) -> Result<bool, StorageError> {
@@ -495,7 +497,7 @@ impl Store for JournalStorage {
 
     async fn find_by_upstream(&self, upstream: &str, key: &str) -> Result<Option<UpstreamMatch>, StorageError> {
         self.check_open()?;
-        Ok(self.lock().find_by_upstream(upstream, key))
+        Ok(self.lock().await.find_by_upstream(upstream, key))
     }
 
     async fn find_record_by_upstream(
@@ -504,7 +506,7 @@ impl Store for JournalStorage {
         key: &str,
     ) -> Result<Option<(UpstreamMatch, Option<Arc<MessageRecord>>)>, StorageError> {
         self.check_open()?;
-        let state = self.lock();
+        let state = self.lock().await;
         Ok(state.find_by_upstream(upstream, key).map(|found| {
             let record = state.get_shared(&found.id);
             (found, record)
@@ -530,17 +532,17 @@ impl Store for JournalStorage {
 
     async fn receipts(&self, id: &str) -> Result<Vec<ReceiptRecord>, StorageError> {
         self.check_open()?;
-        Ok(self.lock().receipts(id))
+        Ok(self.lock().await.receipts(id))
     }
 
     async fn unmatched_receipts(&self, max: usize) -> Result<Vec<ReceiptRecord>, StorageError> {
         self.check_open()?;
-        Ok(self.lock().unmatched_receipts(max))
+        Ok(self.lock().await.unmatched_receipts(max))
     }
 
     async fn unmatched_count(&self) -> Result<u64, StorageError> {
         self.check_open()?;
-        Ok(self.lock().unmatched_count())
+        Ok(self.lock().await.unmatched_count())
     }
 }
 
@@ -560,7 +562,7 @@ impl Queue for JournalStorage {
         }
         let now = Instant::now();
         let wall = now_ms();
-        Ok(self.lock().reserve(max, now, now + lease, wall))
+        Ok(self.lock().await.reserve(max, now, now + lease, wall))
     }
 
     async fn ack(&self, ids: &[String]) -> Result<(), StorageError> {
@@ -593,7 +595,7 @@ impl Queue for JournalStorage {
 
     async fn depth(&self) -> Result<u64, StorageError> {
         self.check_open()?;
-        Ok(self.lock().depth())
+        Ok(self.lock().await.depth())
     }
 
     async fn close(&self) -> Result<(), StorageError> {
@@ -659,7 +661,7 @@ impl Outbox for JournalStorage {
         }
         let now = Instant::now();
         let wall = now_ms();
-        Ok(self.lock().reserve_for(system_id, max, now, now + lease, wall))
+        Ok(self.lock().await.reserve_for(system_id, max, now, now + lease, wall))
     }
 
     async fn ack_delivered(&self, system_id: &str, ids: &[String]) -> Result<(), StorageError> {
@@ -691,12 +693,12 @@ impl Outbox for JournalStorage {
 
     async fn depth_for(&self, system_id: &str) -> Result<u64, StorageError> {
         self.check_open()?;
-        Ok(self.lock().depth_for(system_id))
+        Ok(self.lock().await.depth_for(system_id))
     }
 
     async fn waiting_clients(&self) -> Result<Vec<String>, StorageError> {
         self.check_open()?;
-        Ok(self.lock().waiting_clients())
+        Ok(self.lock().await.waiting_clients())
     }
 
     async fn expire(&self, now_ms: u64) -> Result<u64, StorageError> {
@@ -787,8 +789,25 @@ impl Pipeline {
     }
 }
 
-/// Locks the state and first publishes the entries of every frame durable
-/// by now (`durable`).
+/// The lock on the state: tokio's, not std's.
+///
+/// The readers are tasks on the tokio workers (the correlator's lookups, the
+/// relay's and the outbox's reserves, ...); the writer is the committer
+/// thread, which holds the lock a slice of up to `LOCK_SLICE` at a time.
+/// With std's mutex a reader that met the committer's slice put its whole
+/// worker thread to sleep, and every other task on that worker waited with
+/// it: in the 1M full flow, sched_switch samples of serve's workers showed
+/// most of their futex sleeps in the correlator's `find_record_by_upstream`,
+/// and the machine was 12-14% idle with six threads runnable. Awaiting
+/// tokio's lock, a reader parks only its own task; the worker goes on with
+/// the sessions. The committer, a plain thread, takes it with
+/// `blocking_lock`. No poisoning either: a panic while applying stops the
+/// committer (every later write fails), and reads of what is there stay
+/// possible.
+type StateLock = tokio::sync::Mutex<State>;
+
+/// Publishes the entries of every frame durable by now (`durable`); called
+/// by everyone who locks the state, first.
 ///
 /// Why here and not in the syncer: a syncer that locked the state to
 /// publish waited for the committer's slice (~0.2 ms) and then spent
@@ -797,13 +816,12 @@ impl Pipeline {
 /// only raises `durable` and answers; whoever locks the state next publishes,
 /// so a caller that was answered and then reads (or the relay reserving)
 /// always finds the entries its change made.
-fn lock_state<'a>(state: &'a Mutex<State>, durable: &AtomicU64) -> MutexGuard<'a, State> {
-    // A panic while applying stops the committer (every later write fails);
-    // reads of what is there stay possible.
-    let mut guard = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+fn publish_durable<'a>(mut guard: StateGuard<'a>, durable: &AtomicU64) -> StateGuard<'a> {
     guard.publish_durable(durable.load(Ordering::Acquire));
     guard
 }
+
+type StateGuard<'a> = tokio::sync::MutexGuard<'a, State>;
 
 /// Answers the callers of frames that became durable.
 fn complete(done: Vec<Completion>) {
@@ -903,7 +921,7 @@ fn syncer(pipeline: Arc<Pipeline>, durable_frames: Arc<AtomicU64>, counters: Arc
 
 /// The single writer.
 struct Committer {
-    state: Arc<Mutex<State>>,
+    state: Arc<StateLock>,
     /// Journal frames durable so far, raised by the syncers.
     durable: Arc<AtomicU64>,
     /// Journal frames written so far (the committer's copy of
@@ -1010,8 +1028,9 @@ impl Committer {
         synced
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock_state(&self.state, &self.durable)
+    /// Blocking: the committer is a thread of its own, never a tokio task.
+    fn lock(&self) -> StateGuard<'_> {
+        publish_durable(self.state.blocking_lock(), &self.durable)
     }
 
     /// Encodes `redo` into the frame and applies it.
