@@ -85,11 +85,12 @@
 //! the unmatched receipts and the outbox. A background thread, at a lower
 //! priority (`run_in_background`), encodes it as redos one frame at a
 //! time, writing each as it goes and releasing its references, then deletes
-//! the segments it covers (`journal snapshot written`), while writes go on. A crash during it leaves the
-//! previous snapshot and every segment since: nothing is lost. In the 1M
-//! full flow (a state of a million records, 330 MB of snapshot) the gateway
-//! used to stop for the whole encode, 7.1 s, and 1,024 receipts timed out at
-//! the simulator; now it stops for the take, 0.3 s, and none do.
+//! the segments it covers (`journal snapshot written`), while writes go on.
+//! A crash during it leaves the previous snapshot and every segment since:
+//! nothing is lost. In the 1M full flow (a state of a million records,
+//! 330 MB of snapshot) the gateway used to stop for the whole encode, 7.1 s,
+//! and 1,024 receipts timed out at the simulator; now it stops for the take,
+//! 0.3 s, and none do.
 
 mod change;
 mod due;
